@@ -1,0 +1,61 @@
+//! The one response body type: a fixed buffer, an upstream's streaming body, or a file
+//! streamed from disk. An enum rather than a boxed trait object so that the hot path
+//! allocates nothing to describe a body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::static_files::FileBody;
+
+pub enum Body {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+    File(FileBody),
+}
+
+impl Body {
+    pub fn empty() -> Self {
+        Body::Full(None)
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Body::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
+            Body::File(file) => Pin::new(file).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(data) => data.is_none(),
+            Body::Upstream(incoming) => incoming.is_end_stream(),
+            Body::File(file) => file.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Upstream(incoming) => incoming.size_hint(),
+            Body::File(file) => file.size_hint(),
+        }
+    }
+}

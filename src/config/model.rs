@@ -1,0 +1,116 @@
+//! The validated configuration: every address, duration, size, CIDR and name already parsed
+//! and resolved, so the request path never parses a string that could have been parsed at
+//! load time. Immutable once built.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery};
+use http::HeaderValue;
+use ipnet::IpNet;
+
+pub use super::raw::{AccessLogFormat, Fallback};
+
+#[derive(Debug)]
+pub struct Config {
+    /// The file this was read from, as given on the command line.
+    pub file: PathBuf,
+    /// First 12 hex digits of the SHA-256 of the file's bytes: tells an operator which
+    /// version of the file is in force.
+    pub digest: String,
+    pub active: Arc<Upstream>,
+    pub server: Server,
+    pub static_files: Option<StaticSite>,
+    pub proxy: ProxySettings,
+    /// Sorted by name.
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub routes: Vec<Route>,
+    /// Legal settings that are known to bite behind a load balancer.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    pub health_path: String,
+    pub ready_path: String,
+    pub admin_listen: Option<SocketAddr>,
+    pub pid_file: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: AccessLog,
+    pub access_log_format: AccessLogFormat,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_connections: usize,
+    pub max_request_body: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Debug)]
+pub struct StaticSite {
+    /// Canonical (symlinks resolved), so that "is this file inside the root" is a prefix test.
+    pub root: PathBuf,
+    pub index: Vec<String>,
+    pub fallback: Fallback,
+    pub precompressed: bool,
+    pub cache: Vec<CacheRule>,
+}
+
+#[derive(Debug)]
+pub struct CacheRule {
+    pub path_prefix: String,
+    pub cache_control: HeaderValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub health_interval: Duration,
+    pub switch_requires_healthy: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    /// `host:port`, used as the authority of every proxied request URI.
+    pub authority: Authority,
+    /// `http://host:port` for logs and summaries.
+    pub url: String,
+    pub health: Option<PathAndQuery>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub host: Option<HostMatch>,
+    pub path_prefix: Option<PathPrefix>,
+    pub strip_prefix: bool,
+    pub upstream: Arc<Upstream>,
+}
+
+/// Lower-cased at load time so matching is an allocation-free ASCII comparison.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: any subdomain, not the bare domain.
+    Suffix(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct PathPrefix {
+    /// Without its trailing slash; empty for `/`, which matches everything.
+    pub base: String,
+    /// The prefix was written with a trailing slash, so `/base` alone is redirected to `/base/`.
+    pub redirect_bare: bool,
+}

@@ -1,0 +1,114 @@
+//! The daemon's life: load the configuration, bind, serve, react to signals, drain, exit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::{self, ConfigError};
+use crate::reload;
+use crate::server::{self, Server};
+use crate::signals::{Intent, Signals};
+use crate::snapshot::Shared;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write pid file {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs until SIGTERM/SIGINT and a graceful shutdown; errors are startup failures.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let config = config::load(config_path)?;
+    let mut signals = Signals::install().map_err(StartError::Signals)?;
+    let listeners = server::bind(&config.server.listen)
+        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let server_cfg = config.server.clone();
+    let shared = Arc::new(Shared::new(reload::initial(config)));
+    if let Some(path) = &server_cfg.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            StartError::PidFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    log_startup(&shared, &listeners);
+    let server = Server::start(listeners, Arc::clone(&shared), server_cfg.max_connections);
+
+    loop {
+        match signals.next().await {
+            Intent::Reload => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = reload::reload(&shared).await;
+            }
+            Intent::ReopenLogs => tracing::info!("SIGUSR1: no access log file to reopen"),
+            Intent::Shutdown => break,
+        }
+    }
+    shutdown(&shared, server).await;
+    if let Some(path) = &server_cfg.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn log_startup(shared: &Shared, listeners: &[tokio::net::TcpListener]) {
+    let snap = shared.load();
+    let c = &snap.config;
+    for l in listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("listening on {addr}");
+        }
+    }
+    tracing::info!(
+        "switchyard {} started: config {} ({}), active {} ({}), {} upstreams, {} routes, web root {}",
+        env!("CARGO_PKG_VERSION"),
+        c.file.display(),
+        c.digest,
+        c.active.name,
+        c.active.url,
+        c.upstreams.len(),
+        c.routes.len(),
+        c.static_files.as_ref().map_or("none".to_owned(), |s| s.root.display().to_string()),
+    );
+}
+
+/// SIGTERM: fail `ready_path` for `drain_delay` while still serving, so the load balancer
+/// deregisters the host; then stop accepting and let in-flight requests finish.
+async fn shutdown(shared: &Shared, server: Server) {
+    let settings = shared.load().config.server.clone();
+    shared.start_draining();
+    if !settings.drain_delay.is_zero() {
+        tracing::info!(
+            "shutting down: draining for {:?} (ready_path answers 503)",
+            settings.drain_delay
+        );
+        tokio::time::sleep(settings.drain_delay).await;
+    }
+    tracing::info!(
+        "shutting down: no longer accepting; waiting up to {:?} for in-flight requests",
+        settings.shutdown_timeout
+    );
+    let left = server.shutdown(settings.shutdown_timeout).await;
+    if left > 0 {
+        tracing::warn!("shutdown_timeout reached with {left} connections still open; closing them");
+    } else {
+        tracing::info!("shutdown complete");
+    }
+}

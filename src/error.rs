@@ -1,0 +1,74 @@
+//! Every way a request can fail, mapped to its status code and body in one place.
+//!
+//! Bodies are short plain text that name no internal address: the upstream's name and the
+//! cause go to the error log, not to the client.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use thiserror::Error;
+
+use crate::body::Body;
+
+#[derive(Debug, Error)]
+pub enum RequestError {
+    #[error("malformed request path")]
+    BadPath,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than max_request_body")]
+    BodyTooLarge,
+    #[error("upstream {upstream} unreachable: {cause}")]
+    UpstreamUnreachable { upstream: String, cause: String },
+    #[error("upstream {upstream} sent no response headers within {timeout:?}")]
+    UpstreamTimeout {
+        upstream: String,
+        timeout: std::time::Duration,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::BadPath => StatusCode::BAD_REQUEST,
+            RequestError::NotFound => StatusCode::NOT_FOUND,
+            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            RequestError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            RequestError::BadPath => "400 bad request\n",
+            RequestError::NotFound => "404 not found\n",
+            RequestError::MethodNotAllowed => "405 method not allowed\n",
+            RequestError::BodyTooLarge => "413 request body too large\n",
+            RequestError::UpstreamUnreachable { .. } => "502 bad gateway\n",
+            RequestError::UpstreamTimeout { .. } => "504 gateway timeout\n",
+            RequestError::Internal(_) => "500 internal server error\n",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "{self}");
+        }
+        let mut res = Response::new(Body::full(self.body()));
+        *res.status_mut() = status;
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if matches!(self, RequestError::MethodNotAllowed) {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        res
+    }
+}

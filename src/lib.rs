@@ -1,0 +1,20 @@
+//! switchyard: a reverse proxy and static file server for one application host behind a
+//! cloud load balancer, with an atomically swapped configuration snapshot for blue/green.
+//!
+//! A request flows one way: `server` accepts -> `handler` loads the `snapshot` once ->
+//! `router` decides -> `health`, `proxy` or `static_files` answers. Only `reload` writes
+//! the snapshot.
+
+pub mod body;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod handler;
+pub mod health;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod signals;
+pub mod snapshot;
+pub mod static_files;

@@ -1,0 +1,91 @@
+//! The command line: parse arguments, set up logging, run, map the outcome to an exit code
+//! (0 success, 1 configuration or runtime error, 2 usage error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const DEFAULT_CONFIG: &str = "/etc/switchyard/switchyard.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Reverse proxy and static file server for one app host behind a load balancer"
+)]
+struct Cli {
+    /// Configuration file [default: $SWITCHYARD_CONFIG, else /etc/switchyard/switchyard.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print a summary (like `nginx -t`)
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = cli
+        .config
+        .or_else(|| std::env::var_os("SWITCHYARD_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match cli.command {
+        Some(Command::Check) => check(&path),
+        None => run(&path),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match switchyard::config::load(path) {
+        Ok(config) => {
+            print!("{}", switchyard::config::summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(switchyard::daemon::run(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{}", first_line(&e.to_string()));
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,178 @@
+//! Header rewriting at the proxy boundary: hop-by-hop headers out (both ways), and the
+//! `X-Forwarded-*` / `X-Real-IP` set, believing a peer's forwarded headers only when the
+//! peer is one of `trusted_proxies`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus
+/// `Proxy-Connection`, which old clients still send.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
+        let (_, values) = entry.remove_entry_mult();
+        let values: Vec<HeaderValue> = values.collect();
+        for value in &values {
+            for name in value.to_str().unwrap_or("").split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+/// Sets `X-Forwarded-For/Proto/Host` and `X-Real-IP` for a request arriving from `peer`.
+///
+/// `peer_value` is the peer's address already rendered as a header value (once per
+/// connection, not per request).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    peer_value: &HeaderValue,
+    trusted: &[IpNet],
+) {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer_trusted = is_trusted(&peer);
+    let chain = peer_trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten();
+    let real_ip = match &chain {
+        Some(chain) => real_ip(chain, peer, &is_trusted),
+        None => peer_value.clone(),
+    };
+    let xff = match chain {
+        Some(chain) => append(&chain, peer_value),
+        None => peer_value.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), real_ip);
+    if !peer_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !peer_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        match headers.get(header::HOST).cloned() {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+    if !peer_trusted {
+        // An untrusted client must not be able to speak for the load balancer in any syntax.
+        headers.remove(&FORWARDED);
+    }
+}
+
+/// All values of a header joined as one comma-separated list, or None when absent.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.to_str().ok()?.to_owned();
+    values.try_fold(first, |mut acc, v| {
+        acc.push_str(", ");
+        acc.push_str(v.to_str().ok()?);
+        Some(acc)
+    })
+}
+
+fn append(chain: &str, peer: &HeaderValue) -> HeaderValue {
+    let mut bytes = Vec::with_capacity(chain.len() + 2 + peer.len());
+    bytes.extend_from_slice(chain.as_bytes());
+    bytes.extend_from_slice(b", ");
+    bytes.extend_from_slice(peer.as_bytes());
+    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| peer.clone())
+}
+
+/// The right-most address of `chain + peer` that is not a trusted proxy (nginx's
+/// `real_ip_recursive on`). An entry that is not an IP address ends the walk: nothing to
+/// its left can be believed.
+fn real_ip(chain: &str, peer: IpAddr, is_trusted: &dyn Fn(&IpAddr) -> bool) -> HeaderValue {
+    let mut found = peer;
+    for entry in chain.rsplit(',') {
+        if !is_trusted(&found) {
+            break;
+        }
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => found = ip,
+            Err(_) => break,
+        }
+    }
+    HeaderValue::from_str(&found.to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(peer: &str, xff: Option<&str>, trusted: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app.example.com"));
+        if let Some(x) = xff {
+            h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(x).unwrap());
+        }
+        let peer: IpAddr = peer.parse().unwrap();
+        let nets: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        let pv = HeaderValue::from_str(&peer.to_string()).unwrap();
+        set_forwarded(&mut h, peer, &pv, &nets);
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_replaces_chain() {
+        let h = run("203.0.113.9", Some("1.2.3.4"), &["10.0.0.0/8"]);
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9");
+        assert_eq!(h[&X_REAL_IP], "203.0.113.9");
+    }
+
+    #[test]
+    fn trusted_peer_appends_and_real_ip_skips_trusted() {
+        let h = run("10.0.1.5", Some("198.51.100.7, 10.0.2.2"), &["10.0.0.0/8"]);
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7, 10.0.2.2, 10.0.1.5");
+        assert_eq!(h[&X_REAL_IP], "198.51.100.7");
+    }
+
+    #[test]
+    fn ipv6_peer_and_cidr() {
+        let h = run("fd00::1", Some("2001:db8::7"), &["fd00::/8"]);
+        assert_eq!(h[&X_REAL_IP], "2001:db8::7");
+    }
+
+    #[test]
+    fn connection_named_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get(header::TE).is_none());
+        assert!(h.get("x-kept").is_some());
+    }
+}

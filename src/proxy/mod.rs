@@ -1,0 +1,138 @@
+//! Reverse proxying: one request in, rewritten for the upstream, streamed both ways.
+//!
+//! Neither body is buffered: the client's `Incoming` body is handed to the upstream client
+//! as it arrives and the upstream's `Incoming` body is handed back to hyper. The only
+//! whole-request work is header rewriting, done in place on the request's own `HeaderMap`.
+
+mod client;
+mod headers;
+
+use std::error::Error as StdError;
+use std::net::IpAddr;
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+pub use client::UpstreamClient;
+pub use headers::{set_forwarded, strip_hop_by_hop};
+
+use crate::body::Body;
+use crate::config::Upstream;
+use crate::error::RequestError;
+use crate::snapshot::Snapshot;
+
+/// The client end of a connection, rendered once per connection.
+pub struct Peer {
+    pub ip: IpAddr,
+    pub header_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let header_value = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        Peer { ip, header_value }
+    }
+}
+
+/// Forwards `req` to `upstream`, removing `strip` (a route's path prefix) from the path.
+pub async fn forward(
+    mut req: Request<Incoming>,
+    upstream: &Upstream,
+    strip: Option<&str>,
+    peer: &Peer,
+    snap: &Snapshot,
+) -> Result<Response<Body>, RequestError> {
+    let cfg = &snap.config;
+    if declared_length(&req).is_some_and(|len| len > cfg.server.max_request_body) {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let uri = upstream_uri(req.uri(), upstream, strip)?;
+    if !req.headers().contains_key(header::HOST) {
+        // HTTP/2 clients carry the host in the URI; the app still expects a Host header.
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    set_forwarded(
+        headers,
+        peer.ip,
+        &peer.header_value,
+        &cfg.server.trusted_proxies,
+    );
+
+    let sent =
+        tokio::time::timeout(cfg.proxy.response_timeout, snap.client.http.request(req)).await;
+    let res = match sent {
+        Err(_) => {
+            return Err(RequestError::UpstreamTimeout {
+                upstream: upstream.name.clone(),
+                timeout: cfg.proxy.response_timeout,
+            })
+        }
+        Ok(Err(e)) => {
+            return Err(RequestError::UpstreamUnreachable {
+                upstream: format!("{} ({})", upstream.name, upstream.url),
+                cause: causes(&e),
+            })
+        }
+        Ok(Ok(res)) => res,
+    };
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::Upstream(body)))
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn upstream_uri(uri: &Uri, upstream: &Upstream, strip: Option<&str>) -> Result<Uri, RequestError> {
+    let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = match strip {
+        Some(prefix) if !prefix.is_empty() => {
+            let rest = original.strip_prefix(prefix).unwrap_or(original);
+            let rewritten = if rest.starts_with('/') {
+                rest.to_owned()
+            } else {
+                format!("/{rest}")
+            };
+            PathAndQuery::try_from(rewritten).map_err(|_| RequestError::BadPath)?
+        }
+        _ => match uri.path_and_query() {
+            Some(pq) => pq.clone(),
+            None => PathAndQuery::from_static("/"),
+        },
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(upstream.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| RequestError::Internal(e.to_string()))
+}
+
+/// An error and its sources as one line: "client error (Connect): tcp connect error: ...".
+fn causes(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

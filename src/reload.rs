@@ -1,0 +1,95 @@
+//! SIGHUP: load -> validate -> (probe the new active upstream) -> swap, or keep everything.
+//!
+//! This is the only writer of the snapshot. A reload that fails at any step changes
+//! nothing but a log line and the recorded last-reload result; one that succeeds stores a
+//! new snapshot with the next generation. Listeners, connections and in-flight requests
+//! are untouched either way, and the upstream client (with its warm pool) is carried over
+//! unless its own settings changed.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{self, Config, Server};
+use crate::health;
+use crate::proxy::UpstreamClient;
+use crate::snapshot::{ReloadRecord, Shared, Snapshot};
+
+/// The first snapshot, at startup.
+pub fn initial(config: Config) -> Snapshot {
+    let client = Arc::new(UpstreamClient::new(&config.proxy));
+    Snapshot::new(config, 1, client)
+}
+
+/// Re-reads the configuration file of the snapshot in force and swaps it in if it is
+/// valid and safe. Returns the new generation, or why the reload was refused.
+pub async fn reload(shared: &Shared) -> Result<u64, String> {
+    let current = shared.load();
+    let outcome = attempt(&current).await;
+    let message = match &outcome {
+        Ok(next) => {
+            let message = format!(
+                "reload ok: generation {} active {} config {}",
+                next.generation, next.config.active.name, next.config.digest
+            );
+            tracing::info!("{message}");
+            message
+        }
+        Err(why) => {
+            let message = format!(
+                "reload failed, still serving generation {} (active {}): {why}",
+                current.generation, current.config.active.name
+            );
+            tracing::error!("{message}");
+            message
+        }
+    };
+    shared.record_reload(ReloadRecord {
+        at: SystemTime::now(),
+        ok: outcome.is_ok(),
+        message,
+    });
+    let next = outcome?;
+    let generation = next.generation;
+    shared.store(next);
+    Ok(generation)
+}
+
+async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
+    let config = config::load(&current.config.file).map_err(|e| e.headline())?;
+    warn_restart_needed(&current.config.server, &config.server);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if config.active != current.config.active && config.proxy.switch_requires_healthy {
+        let timeout = health::probe_timeout(current);
+        health::probe(&config.active, timeout).await.map_err(|e| {
+            format!(
+                "switch to {} refused: it is not healthy ({e}); switch_requires_healthy = true",
+                config.active.name
+            )
+        })?;
+    }
+    let client = if current.client.fits(&config.proxy) {
+        Arc::clone(&current.client)
+    } else {
+        Arc::new(UpstreamClient::new(&config.proxy))
+    };
+    Ok(Snapshot::new(config, current.generation + 1, client))
+}
+
+/// Settings bound at startup keep their old values until a restart; say so rather than
+/// let an operator believe they took.
+fn warn_restart_needed(old: &Server, new: &Server) {
+    let changed = [
+        ("server.listen", old.listen != new.listen),
+        ("server.admin_listen", old.admin_listen != new.admin_listen),
+        (
+            "server.max_connections",
+            old.max_connections != new.max_connections,
+        ),
+        ("server.pid_file", old.pid_file != new.pid_file),
+    ];
+    for (key, _) in changed.iter().filter(|(_, c)| *c) {
+        tracing::warn!("{key} changed: it takes effect only after a restart");
+    }
+}

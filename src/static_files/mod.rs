@@ -1,0 +1,97 @@
+//! Serving the web root: `security` decodes and vets the request path, `lookup` finds
+//! and opens the file off the runtime, `reply` builds the response, `stream` streams
+//! large bodies.
+
+mod lookup;
+mod reply;
+mod security;
+mod stream;
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+
+pub use lookup::{lookup, Found, SMALL_FILE};
+pub use reply::{redirect, redirect_to_slash};
+pub use security::{sanitize, PathRejection, SafePath};
+pub use stream::FileBody;
+
+use crate::body::Body;
+use crate::error::RequestError;
+use crate::snapshot::Snapshot;
+
+/// What the web root says about a request.
+pub enum Outcome {
+    Response(Response<Body>),
+    /// No file claims this path: `fallback` decides.
+    NotHere,
+}
+
+/// Looks `req` up under the web root.
+pub async fn serve<B>(req: &Request<B>, snap: &Arc<Snapshot>) -> Result<Outcome, RequestError> {
+    if snap.config.static_files.is_none() {
+        return Ok(Outcome::NotHere);
+    }
+    let safe = sanitize(req.uri().path()).map_err(|r| match r {
+        PathRejection::Malformed => RequestError::BadPath,
+        PathRejection::Forbidden => RequestError::NotFound,
+    })?;
+    let found = find(
+        snap,
+        safe.relative.into_owned(),
+        safe.trailing_slash,
+        wants_body(req),
+    )
+    .await?;
+    respond(req, snap, found)
+}
+
+/// Serves the root index whatever the path (the single-page-app fallback).
+pub async fn serve_index<B>(
+    req: &Request<B>,
+    snap: &Arc<Snapshot>,
+) -> Result<Outcome, RequestError> {
+    let found = find(snap, String::new(), true, wants_body(req)).await?;
+    respond(req, snap, found)
+}
+
+fn wants_body<B>(req: &Request<B>) -> bool {
+    req.method() == Method::GET
+}
+
+async fn find(
+    snap: &Arc<Snapshot>,
+    relative: String,
+    trailing_slash: bool,
+    read: bool,
+) -> Result<Found, RequestError> {
+    let snap = Arc::clone(snap);
+    let task = tokio::task::spawn_blocking(move || {
+        let Some(site) = snap.config.static_files.as_ref() else {
+            return Ok(Found::Nothing);
+        };
+        let safe = SafePath {
+            relative: relative.into(),
+            trailing_slash,
+        };
+        lookup(&site.root, &safe, &site.index, read)
+    });
+    task.await
+        .map_err(|e| RequestError::Internal(format!("file lookup task failed: {e}")))?
+        .map_err(|e| RequestError::Internal(format!("file lookup failed: {e}")))
+}
+
+fn respond<B>(req: &Request<B>, snap: &Snapshot, found: Found) -> Result<Outcome, RequestError> {
+    let Some(site) = snap.config.static_files.as_ref() else {
+        return Ok(Outcome::NotHere);
+    };
+    let readable = matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = match found {
+        Found::Nothing => return Ok(Outcome::NotHere),
+        Found::Forbidden => return Err(RequestError::NotFound),
+        _ if !readable => return Err(RequestError::MethodNotAllowed),
+        Found::DirectoryWithoutSlash => redirect_to_slash(req.uri().path(), req.uri().query()),
+        Found::File(file) => reply::file_response(file, site, req.uri().path()),
+    };
+    Ok(Outcome::Response(response))
+}

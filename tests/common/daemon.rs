@@ -1,0 +1,229 @@
+//! The switchyard binary under test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// A scratch directory holding a config file (and whatever else the test puts there).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("switchyard-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+impl Daemon {
+    /// Writes `config` to a fresh directory and starts the daemon on it.
+    pub fn start(config: &str) -> Daemon {
+        let dir = scratch();
+        Daemon::start_in(dir, config)
+    }
+
+    /// Starts the daemon with `config` written as `switchyard.toml` inside `dir`.
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            config: path,
+            dir,
+            logs,
+        };
+        let line = daemon.wait_for_log("listening on ", Duration::from_secs(10));
+        let addr = line.rsplit("listening on ").next().unwrap().trim();
+        daemon.addr = addr.parse().expect("listening address");
+        daemon
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle` and returns it; panics with the log on timeout.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_log_after(0, needle, timeout)
+    }
+
+    /// Like `wait_for_log`, looking only at lines after the first `skip`.
+    pub fn wait_for_log_after(&mut self, skip: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .logs()
+                .into_iter()
+                .skip(skip)
+                .find(|l| l.contains(needle))
+            {
+                return line;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "switchyard exited ({status}) before logging {needle:?}:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line {needle:?} within {timeout:?}:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_count(&self) -> usize {
+        self.logs.lock().unwrap().len()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with the pid of a child this handle owns and has not reaped.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Rewrites the config file and sends SIGHUP; waits for the reload's log line and
+    /// returns it.
+    pub fn reload_with(&mut self, config: &str) -> String {
+        std::fs::write(&self.config, config).expect("write config");
+        self.reload()
+    }
+
+    pub fn reload(&mut self) -> String {
+        let before = self.log_count();
+        self.signal(libc::SIGHUP);
+        self.wait_for_log_after(before, "reload ", Duration::from_secs(10))
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "switchyard did not exit within {timeout:?}:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `switchyard ARGS...` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Builds a config file: `Conf::new("blue").upstream("blue", addr).server("k = v").extra(..)`.
+#[derive(Default, Clone)]
+pub struct Conf {
+    active: String,
+    server: Vec<String>,
+    upstreams: Vec<String>,
+    extra: Vec<String>,
+}
+
+impl Conf {
+    pub fn new(active: &str) -> Conf {
+        Conf {
+            active: active.to_owned(),
+            ..Conf::default()
+        }
+    }
+
+    pub fn upstream(mut self, name: &str, addr: SocketAddr) -> Conf {
+        self.upstreams.push(format!("{name} = \"{addr}\""));
+        self
+    }
+
+    /// A line for the `[server]` table.
+    pub fn server(mut self, line: &str) -> Conf {
+        self.server.push(line.to_owned());
+        self
+    }
+
+    /// Tables after `[upstreams]` (`[static]`, `[proxy]`, `[[routes]]`...).
+    pub fn extra(mut self, text: &str) -> Conf {
+        self.extra.push(text.to_owned());
+        self
+    }
+
+    pub fn active(mut self, name: &str) -> Conf {
+        self.active = name.to_owned();
+        self
+    }
+
+    pub fn build(&self) -> String {
+        format!(
+            "active = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[upstreams]\n{}\n\n{}\n",
+            self.active,
+            self.server.join("\n"),
+            self.upstreams.join("\n"),
+            self.extra.join("\n")
+        )
+    }
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}

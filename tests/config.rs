@@ -1,0 +1,284 @@
+//! `switchyard check` and startup against good and bad configuration files.
+
+mod common;
+
+use common::*;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = scratch();
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    run_cli(&["check", "--config", path.to_str().unwrap()])
+}
+
+/// Asserts `check` fails with `switchyard.toml:LINE:COL: ...` naming `needle`.
+fn assert_error_at(text: &str, line: usize, col: usize, needle: &str) {
+    let (code, stdout, stderr) = check(text);
+    assert_eq!(
+        code, 1,
+        "expected exit 1; stdout: {stdout}; stderr: {stderr}"
+    );
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.contains(&format!("switchyard.toml:{line}:{col}: ")),
+        "wrong position in {first:?}"
+    );
+    assert!(first.contains(needle), "{needle:?} not in {first:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+const FULL: &str = r#"
+# every key of the SPEC
+active = "blue"
+
+[server]
+listen = ["127.0.0.1:8000", "[::1]:8000"]
+health_path = "/healthz"
+ready_path = "/readyz"
+admin_listen = "127.0.0.1:9901"
+pid_file = "/tmp/switchyard-check.pid"
+trusted_proxies = ["10.0.0.0/8", "fd00::/8", "192.168.1.1"]
+access_log = "off"
+access_log_format = "json"
+header_read_timeout = "10s"
+idle_timeout = "75s"
+drain_delay = "0s"
+shutdown_timeout = "30s"
+max_connections = 10000
+max_request_body = "100MiB"
+
+[static]
+root = "."
+index = ["index.html", "index.htm"]
+fallback = "upstream"
+precompressed = true
+[[static.cache]]
+path_prefix = "/assets/"
+cache_control = "public, max-age=31536000, immutable"
+
+[proxy]
+connect_timeout = "3s"
+response_timeout = "60s"
+pool_idle_timeout = "4s"
+health_interval = "5s"
+switch_requires_healthy = true
+
+[upstreams]
+blue = "127.0.0.1:8080"
+green = { url = "http://127.0.0.1:8081", health = "/actuator/health" }
+grafana = "http://localhost:3000"
+
+[[routes]]
+host = "grafana.example.com"
+upstream = "grafana"
+
+[[routes]]
+host = "*.example.org"
+path_prefix = "/grafana/"
+strip_prefix = true
+upstream = "grafana"
+"#;
+
+#[test]
+fn full_file_is_valid_and_summarized() {
+    let (code, stdout, stderr) = check(FULL);
+    assert_eq!(code, 0, "{stderr}");
+    for needle in [
+        "is valid",
+        "127.0.0.1:8000, [::1]:8000",
+        "* blue",
+        "http://127.0.0.1:8081 health /actuator/health",
+        "grafana      http://localhost:3000",
+        "active:    blue",
+        "host grafana.example.com -> grafana",
+        "host *.example.org path /grafana/ (stripped) -> grafana",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
+
+#[test]
+fn minimal_file_uses_defaults_and_warns_about_load_balancer_traps() {
+    let (code, stdout, _) = check("active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n[server]\nidle_timeout = \"60s\"\n[proxy]\npool_idle_timeout = \"10s\"\n");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("listen:    0.0.0.0:80"), "{stdout}");
+    assert!(stdout.contains("warning: server.idle_timeout"), "{stdout}");
+    assert!(
+        stdout.contains("warning: server.trusted_proxies is empty"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: proxy.pool_idle_timeout"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_key_is_reported_at_its_position() {
+    assert_error_at(
+        "active = \"a\"\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n[upstreams]\na = \"127.0.0.1:1\"\n",
+        4,
+        1,
+        "unknown field `lisen`",
+    );
+    assert_error_at(
+        "active = \"a\"\n[upstreams]\na = { url = \"127.0.0.1:1\", helth = \"/h\" }\n",
+        3,
+        28,
+        "unknown field `helth`",
+    );
+}
+
+#[test]
+fn active_naming_no_upstream() {
+    assert_error_at(
+        "active = \"purple\"\n[upstreams]\nblue = \"127.0.0.1:1\"\n",
+        1,
+        10,
+        "active = \"purple\" names no upstream (defined: blue)",
+    );
+}
+
+#[test]
+fn route_naming_no_upstream() {
+    assert_error_at(
+        "active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n[[routes]]\npath_prefix = \"/x/\"\nupstream = \"grafana\"\n",
+        6,
+        12,
+        "routes[0].upstream = \"grafana\" names no upstream",
+    );
+}
+
+#[test]
+fn bad_cidr() {
+    assert_error_at(
+        "active = \"a\"\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n[upstreams]\na = \"127.0.0.1:1\"\n",
+        3,
+        34,
+        "\"10.0.0.0/33\" is not a CIDR",
+    );
+}
+
+#[test]
+fn route_without_matchers() {
+    assert_error_at(
+        "active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n[[routes]]\nupstream = \"a\"\n",
+        4,
+        1,
+        "routes[0]: a route needs host, path_prefix or both",
+    );
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let base = "active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n";
+    assert_error_at(
+        &format!("{base}[server]\nlisten = \"localhost\"\n"),
+        5,
+        10,
+        "server.listen",
+    );
+    assert_error_at(
+        &format!("{base}[server]\nidle_timeout = \"forever\"\n"),
+        5,
+        16,
+        "server.idle_timeout",
+    );
+    assert_error_at(
+        &format!("{base}[server]\nmax_request_body = \"1.5MiB\"\n"),
+        5,
+        20,
+        "server.max_request_body",
+    );
+    assert_error_at(
+        &format!("{base}[static]\nroot = \"/no/such/dir\"\n"),
+        5,
+        8,
+        "web root",
+    );
+    assert_error_at(
+        &format!("{base}[static]\nroot = \".\"\nfallback = \"spa\"\n"),
+        6,
+        12,
+        "unknown variant `spa`",
+    );
+    assert_error_at(
+        &format!("{base}[proxy]\nconnect_timeout = \"0s\"\n"),
+        5,
+        19,
+        "greater than zero",
+    );
+    assert_error_at(
+        "active = \"a\"\n[upstreams]\na = \"https://x:1\"\n",
+        3,
+        5,
+        "upstreams.a",
+    );
+    assert_error_at("active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n[[routes]]\nhost = \"x.com:80\"\nupstream = \"a\"\n", 5, 8, "routes[0].host");
+    assert_error_at(
+        "[upstreams]\na = \"127.0.0.1:1\"\n",
+        1,
+        1,
+        "missing field `active`",
+    );
+    assert_error_at("active = \"a\"\n[upstreams\n", 2, 11, "");
+}
+
+#[test]
+fn missing_file_and_usage_errors() {
+    let (code, _, stderr) = run_cli(&["check", "--config", "/no/such/switchyard.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("/no/such/switchyard.toml: cannot read configuration"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run_cli(&["--bogus-flag"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, _) = run_cli(&["frobnicate"]);
+    assert_eq!(code, 2);
+
+    let (code, stdout, _) = run_cli(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("switchyard "), "{stdout}");
+    let (code, stdout, _) = run_cli(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("check"), "{stdout}");
+}
+
+#[test]
+fn daemon_refuses_to_start_on_a_bad_file() {
+    let dir = scratch();
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, "active = \"x\"\n[upstreams]\na = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("switchyard.toml:1:10: active = \"x\" names no upstream"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn config_path_from_environment() {
+    let dir = scratch();
+    let path = dir.path().join("env.toml");
+    std::fs::write(&path, "active = \"a\"\n[upstreams]\na = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .env("SWITCHYARD_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("env.toml"));
+}
