@@ -20,6 +20,12 @@ pub enum Decision<'a> {
     Local,
 }
 
+impl Decision<'_> {
+    pub fn is_local(&self) -> bool {
+        matches!(self, Decision::Local)
+    }
+}
+
 pub fn decide<'a, B>(config: &'a Config, req: &Request<B>) -> Decision<'a> {
     let path = req.uri().path();
     if path == config.server.health_path {

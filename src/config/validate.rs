@@ -51,29 +51,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn build(src: &Source, path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let upstreams = upstreams(src, &raw.upstreams)?;
-    let find = |name: &Spanned<String>, key: &str| {
-        upstreams
-            .iter()
-            .find(|u| u.name == *name.get_ref())
-            .cloned()
-            .ok_or_else(|| {
-                let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                src.err(
-                    name,
-                    format!(
-                        "{key} = {:?} names no upstream (defined: {})",
-                        name.get_ref(),
-                        known.join(", ")
-                    ),
-                )
-            })
-    };
-    let active = find(&raw.active, "active")?;
+    let active = find_upstream(src, &upstreams, &raw.active, "active")?;
     let routes = raw
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| route(src, i, r, &find))
+        .map(|(i, r)| route(src, i, r, &upstreams))
         .collect::<Result<Vec<_>, _>>()?;
     let server = server(src, &raw.server)?;
     let static_files = raw
@@ -94,6 +77,27 @@ fn build(src: &Source, path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         routes,
         warnings,
     })
+}
+
+/// Resolves an upstream name, listing the defined ones when it names none.
+fn find_upstream(
+    src: &Source,
+    upstreams: &[Arc<Upstream>],
+    name: &Spanned<String>,
+    key: &str,
+) -> Result<Arc<Upstream>, ConfigError> {
+    if let Some(found) = upstreams.iter().find(|u| u.name == *name.get_ref()) {
+        return Ok(Arc::clone(found));
+    }
+    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    Err(src.err(
+        name,
+        format!(
+            "{key} = {:?} names no upstream (defined: {})",
+            name.get_ref(),
+            known.join(", ")
+        ),
+    ))
 }
 
 fn digest(text: &str) -> String {
@@ -123,12 +127,14 @@ fn upstream(
     let rest = match url.split_once("://") {
         None => url,
         Some(("http", rest)) => rest,
-        Some((scheme, _)) => return Err(src.err(
-            raw,
-            format!(
+        Some((scheme, _)) => {
+            return Err(src.err(
+                raw,
+                format!(
                 "{key}: scheme {scheme:?} is not supported; upstreams are plain http://host:port"
             ),
-        )),
+            ))
+        }
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let authority: Authority = rest
@@ -166,7 +172,7 @@ fn route(
     src: &Source,
     index: usize,
     raw: &Spanned<RawRoute>,
-    find: &dyn Fn(&Spanned<String>, &str) -> Result<Arc<Upstream>, ConfigError>,
+    upstreams: &[Arc<Upstream>],
 ) -> Result<Route, ConfigError> {
     let key = format!("routes[{index}]");
     let r = raw.get_ref();
@@ -190,7 +196,7 @@ fn route(
         host,
         path_prefix,
         strip_prefix: r.strip_prefix.unwrap_or(false),
-        upstream: find(&r.upstream, &format!("{key}.upstream"))?,
+        upstream: find_upstream(src, upstreams, &r.upstream, &format!("{key}.upstream"))?,
     })
 }
 

@@ -89,13 +89,41 @@ pub async fn fetch(addr: SocketAddr, path: &str) -> Reply {
     send(addr, get(path)).await
 }
 
-/// Writes `raw` bytes and reads until the server closes or `timeout` passes.
+/// Writes `raw` bytes and reads one response: until the server closes, a complete
+/// response with a Content-Length has arrived, or 5 s pass.
 pub async fn raw(addr: SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(raw).await.expect("write");
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let read = async {
+        let mut buf = [0u8; 65536];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if response_complete(&out) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let head = head.to_ascii_lowercase();
+    if head.starts_with("http/1.1 1") {
+        return false;
+    }
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| body.len() >= len)
 }
 
 /// Status code of a raw request with `Connection: close`, for paths a URI type would refuse

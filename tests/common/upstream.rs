@@ -24,6 +24,8 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub conns: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -34,12 +36,14 @@ impl Upstream {
             .expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, h) = (name.to_owned(), Arc::clone(&hits));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (n, h, c) = (name.to_owned(), Arc::clone(&hits), Arc::clone(&conns));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                c.fetch_add(1, Ordering::SeqCst);
                 let (n, h) = (n.clone(), Arc::clone(&h));
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| respond(n.clone(), Arc::clone(&h), req));
@@ -53,12 +57,17 @@ impl Upstream {
             name: name.to_owned(),
             addr,
             hits,
+            conns,
             task,
         }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn conns(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 }
 

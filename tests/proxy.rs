@@ -1,0 +1,184 @@
+//! Proxying through the real binary to real upstreams: bodies, headers, forwarded headers
+//! for trusted and untrusted peers, hop-by-hop stripping, 502, 504 and 413.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+async fn proxy_with(server_lines: &[&str], extra: &str) -> (Daemon, Upstream) {
+    let app = Upstream::start("app").await;
+    let mut conf = Conf::new("app").upstream("app", app.addr).extra(extra);
+    for line in server_lines {
+        conf = conf.server(line);
+    }
+    (Daemon::start(&conf.build()), app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_with_bodies_stream_through() {
+    let (d, _app) = proxy_with(&[], "").await;
+    let body = vec![b'x'; 300_000];
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let r = send(d.addr, request(method, "/echo", body.clone())).await;
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.body.len(), body.len(), "{method}");
+        assert_eq!(r.header("x-upstream"), Some("app"));
+    }
+    let r = send(d.addr, request("OPTIONS", "/api/x?q=1&r=%20", "")).await;
+    let seen = r.json();
+    assert_eq!(seen["method"], "OPTIONS");
+    assert_eq!(seen["uri"], "/api/x?q=1&r=%20");
+    assert_eq!(seen["version"], "HTTP/1.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_pass_both_ways_and_host_is_preserved() {
+    let (d, _app) = proxy_with(&[], "").await;
+    let mut req = request("GET", "/api/h", "");
+    let h = req.headers_mut();
+    h.insert("host", "shop.example.com".parse().unwrap());
+    h.insert("x-custom", "kept".parse().unwrap());
+    h.insert("authorization", "Bearer t".parse().unwrap());
+    h.insert("cookie", "a=1".parse().unwrap());
+    let r = send(d.addr, req).await;
+    let seen = &r.json()["headers"];
+    assert_eq!(seen["host"], "shop.example.com");
+    assert_eq!(seen["x-custom"], "kept");
+    assert_eq!(seen["authorization"], "Bearer t");
+    assert_eq!(seen["cookie"], "a=1");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_stripped_both_ways() {
+    let (d, _app) = proxy_with(&[], "").await;
+    let req = b"GET /hop HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, x-client-private\r\nX-Client-Private: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nUpgrade: foo\r\nX-End: 1\r\n\r\n";
+    let text = raw(d.addr, req).await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("response");
+    let seen: serde_json::Value = serde_json::from_str(body.trim()).expect("json body");
+    let headers = seen["headers"].as_object().unwrap();
+    for gone in [
+        "x-client-private",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(
+            !headers.contains_key(gone),
+            "{gone} reached the upstream: {headers:?}"
+        );
+    }
+    assert_eq!(headers["x-end"], "1");
+    let head = head.to_ascii_lowercase();
+    assert!(!head.contains("x-upstream-private"), "{head}");
+    assert!(!head.contains("keep-alive: timeout=5"), "{head}");
+    assert!(head.contains("x-kept: yes"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
+    let (d, _app) = proxy_with(&["trusted_proxies = [\"10.0.0.0/8\"]"], "").await;
+    let mut req = request("GET", "/api/f", "");
+    let h = req.headers_mut();
+    h.insert("host", "app.example.com".parse().unwrap());
+    h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+    h.insert("x-forwarded-proto", "https".parse().unwrap());
+    h.insert("x-forwarded-host", "evil.example".parse().unwrap());
+    h.insert("x-real-ip", "6.6.6.6".parse().unwrap());
+    h.insert("forwarded", "for=6.6.6.6".parse().unwrap());
+    let seen = send(d.addr, req).await.json()["headers"].clone();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "app.example.com");
+    assert!(seen.get("forwarded").is_none(), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_a_trusted_peer_are_kept_and_appended() {
+    let (d, _app) = proxy_with(&["trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]"], "").await;
+    let mut req = request("GET", "/api/f", "");
+    let h = req.headers_mut();
+    h.insert("host", "app.example.com".parse().unwrap());
+    h.insert("x-forwarded-for", "203.0.113.7, 10.1.2.3".parse().unwrap());
+    h.insert("x-forwarded-proto", "https".parse().unwrap());
+    h.insert("x-forwarded-host", "www.example.com".parse().unwrap());
+    let seen = send(d.addr, req).await.json()["headers"].clone();
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 10.1.2.3, 127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "203.0.113.7");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "www.example.com");
+
+    // Without forwarded headers a trusted peer still gets them set from this hop.
+    let seen = fetch(d.addr, "/api/f").await.json()["headers"].clone();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "localhost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_is_502_and_logged_by_name() {
+    let dead = dead_addr();
+    let conf = Conf::new("blue").upstream("blue", dead).build();
+    let mut d = Daemon::start(&conf);
+    let r = fetch(d.addr, "/api/x").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "502 bad gateway\n");
+    assert!(!r.text().contains("127.0.0.1"));
+    let line = d.wait_for_log("unreachable", Duration::from_secs(5));
+    assert!(
+        line.contains("ERROR")
+            && line.contains("upstream blue")
+            && line.contains(&dead.to_string()),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504_after_response_timeout() {
+    let (mut d, _app) = proxy_with(&[], "[proxy]\nresponse_timeout = \"300ms\"\n").await;
+    let started = std::time::Instant::now();
+    let r = fetch(d.addr, "/slow/3000").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "504 gateway timeout\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let line = d.wait_for_log("sent no response headers", Duration::from_secs(5));
+    assert!(line.contains("upstream app"), "{line}");
+    // The same connection setup still works for a fast request afterwards.
+    assert_eq!(fetch(d.addr, "/slow/10").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_body_over_the_limit_is_413_and_not_forwarded() {
+    let (d, app) = proxy_with(&["max_request_body = \"1KiB\""], "").await;
+    let r = send(d.addr, request("POST", "/echo", vec![b'x'; 2048])).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(app.hits(), 0);
+    let r = send(d.addr, request("POST", "/echo", vec![b'x'; 1024])).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let (d, app) = proxy_with(&[], "").await;
+    let mut conn = Conn::open(d.addr).await;
+    for _ in 0..20 {
+        assert_eq!(conn.get("/api/x").await.status, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(fetch(d.addr, "/api/y").await.status, 200);
+    }
+    assert_eq!(app.hits(), 25);
+    assert_eq!(
+        app.conns(),
+        1,
+        "sequential requests opened new upstream connections"
+    );
+}
