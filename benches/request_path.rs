@@ -47,7 +47,7 @@ upstream = "grafana"
     c.bench_function("lookup + read 1 KiB file", |b| {
         b.iter(|| {
             let safe = sanitize("/assets/small.js").expect("safe");
-            lookup(root, &safe, &index, true)
+            lookup(root, &safe, &index)
                 .map(|f| matches!(f, switchyard::static_files::Found::File(_)))
         })
     });

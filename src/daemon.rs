@@ -27,6 +27,8 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Runs until SIGTERM/SIGINT and a graceful shutdown; errors are startup failures.
@@ -49,7 +51,12 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
     }
     log_startup(&shared, &listeners);
-    let server = Server::start(listeners, Arc::clone(&shared), server_cfg.max_connections);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = Server::start(&listeners, &shared, server_cfg.max_connections, workers)
+        .map_err(StartError::Workers)?;
+    // The workers hold duplicates; the originals must close so that shutdown really
+    // stops accepting.
+    drop(listeners);
 
     loop {
         match signals.next().await {
@@ -68,7 +75,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-fn log_startup(shared: &Shared, listeners: &[tokio::net::TcpListener]) {
+fn log_startup(shared: &Shared, listeners: &[std::net::TcpListener]) {
     let snap = shared.load();
     let c = &snap.config;
     for l in listeners {

@@ -6,30 +6,58 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::config::Fallback;
+use crate::config::{Fallback, Upstream};
 use crate::error::RequestError;
 use crate::health;
 use crate::proxy::{self, Peer};
 use crate::router::{self, Decision};
 use crate::snapshot::{Shared, Snapshot};
 use crate::static_files::{self, Outcome};
+use crate::worker::Worker;
 
-pub async fn handle(req: Request<Incoming>, peer: &Peer, shared: &Shared) -> Response<Body> {
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: &Peer,
+    shared: &Shared,
+    worker: &Worker,
+) -> Response<Body> {
     let snap = shared.load();
-    dispatch(req, peer, shared, &snap)
+    let ctx = Ctx {
+        peer,
+        shared,
+        worker,
+        snap: &snap,
+    };
+    dispatch(req, &ctx)
         .await
         .unwrap_or_else(RequestError::into_response)
 }
 
-async fn dispatch(
-    req: Request<Incoming>,
-    peer: &Peer,
-    shared: &Shared,
-    snap: &Arc<Snapshot>,
-) -> Result<Response<Body>, RequestError> {
+/// Everything one request may need besides itself.
+struct Ctx<'a> {
+    peer: &'a Peer,
+    shared: &'a Shared,
+    worker: &'a Worker,
+    snap: &'a Arc<Snapshot>,
+}
+
+impl Ctx<'_> {
+    async fn proxy(
+        &self,
+        req: Request<Incoming>,
+        upstream: &Upstream,
+        strip: Option<&str>,
+    ) -> Result<Response<Body>, RequestError> {
+        let client = self.worker.client(&self.snap.config.proxy);
+        proxy::forward(req, upstream, strip, self.peer, self.snap, &client).await
+    }
+}
+
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, RequestError> {
+    let snap = ctx.snap;
     match router::decide(&snap.config, &req) {
         Decision::Health => Ok(health::health(snap)),
-        Decision::Ready => Ok(health::ready(snap, shared).await),
+        Decision::Ready => Ok(health::ready(snap, ctx.shared).await),
         Decision::RouteSlash => Ok(static_files::redirect_to_slash(
             req.uri().path(),
             req.uri().query(),
@@ -39,19 +67,16 @@ async fn dispatch(
                 .strip_prefix
                 .then(|| route.path_prefix.as_ref().map(|p| p.base.as_str()))
                 .flatten();
-            proxy::forward(req, &route.upstream, strip, peer, snap).await
+            ctx.proxy(req, &route.upstream, strip).await
         }
-        Decision::Local => local(req, peer, snap).await,
+        Decision::Local => local(req, ctx).await,
     }
 }
 
 /// The web root first, then `fallback`.
-async fn local(
-    req: Request<Incoming>,
-    peer: &Peer,
-    snap: &Arc<Snapshot>,
-) -> Result<Response<Body>, RequestError> {
-    if let Outcome::Response(res) = static_files::serve(&req, snap).await? {
+async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, RequestError> {
+    let snap = ctx.snap;
+    if let Outcome::Response(res) = static_files::serve(&req, snap, &ctx.worker.files).await? {
         return Ok(res);
     }
     let fallback = snap
@@ -60,9 +85,9 @@ async fn local(
         .as_ref()
         .map_or(Fallback::Upstream, |s| s.fallback);
     match fallback {
-        Fallback::Upstream => proxy::forward(req, &snap.config.active, None, peer, snap).await,
+        Fallback::Upstream => ctx.proxy(req, &snap.config.active, None).await,
         Fallback::Index if matches!(*req.method(), Method::GET | Method::HEAD) => {
-            match static_files::serve_index(&req, snap).await? {
+            match static_files::serve_index(&req, snap, &ctx.worker.files).await? {
                 Outcome::Response(res) => Ok(res),
                 Outcome::NotHere => Err(RequestError::NotFound),
             }

@@ -11,7 +11,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use tokio::net::TcpStream;
 
 use crate::body::Body;
-use crate::config::Upstream;
+use crate::config::{ProxySettings, Upstream};
 use crate::snapshot::{Shared, Snapshot};
 
 const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(2);
@@ -21,8 +21,9 @@ pub fn health(snap: &Snapshot) -> Response<Body> {
 }
 
 pub async fn ready(snap: &Snapshot, shared: &Shared) -> Response<Body> {
-    let timeout = snap.config.proxy.connect_timeout.min(PROBE_TIMEOUT_CAP);
-    let up = probe(&snap.config.active, timeout).await.is_ok();
+    let up = probe(&snap.config.active, probe_timeout(&snap.config.proxy))
+        .await
+        .is_ok();
     // While draining for shutdown the host must leave the target group even though the
     // upstream is fine.
     let (status, word) = match (shared.draining(), up) {
@@ -55,6 +56,8 @@ fn json_response(status: StatusCode, body: Body) -> Response<Body> {
     res
 }
 
-pub fn probe_timeout(snap: &Snapshot) -> Duration {
-    snap.config.proxy.connect_timeout.min(PROBE_TIMEOUT_CAP)
+/// A probe waits no longer than a connection attempt would, and never long enough to make
+/// a load balancer's health check time out.
+pub fn probe_timeout(proxy: &ProxySettings) -> Duration {
+    proxy.connect_timeout.min(PROBE_TIMEOUT_CAP)
 }

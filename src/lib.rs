@@ -18,3 +18,4 @@ pub mod server;
 pub mod signals;
 pub mod snapshot;
 pub mod static_files;
+pub mod worker;

@@ -3,21 +3,18 @@
 //! This is the only writer of the snapshot. A reload that fails at any step changes
 //! nothing but a log line and the recorded last-reload result; one that succeeds stores a
 //! new snapshot with the next generation. Listeners, connections and in-flight requests
-//! are untouched either way, and the upstream client (with its warm pool) is carried over
-//! unless its own settings changed.
+//! are untouched either way; each worker's upstream client (with its warm pool) is carried
+//! over unless its own settings changed (see `worker`).
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::{self, Config, Server};
 use crate::health;
-use crate::proxy::UpstreamClient;
 use crate::snapshot::{ReloadRecord, Shared, Snapshot};
 
 /// The first snapshot, at startup.
 pub fn initial(config: Config) -> Snapshot {
-    let client = Arc::new(UpstreamClient::new(&config.proxy));
-    Snapshot::new(config, 1, client)
+    Snapshot::new(config, 1)
 }
 
 /// Re-reads the configuration file of the snapshot in force and swaps it in if it is
@@ -61,7 +58,7 @@ async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
         tracing::warn!("{warning}");
     }
     if config.active != current.config.active && config.proxy.switch_requires_healthy {
-        let timeout = health::probe_timeout(current);
+        let timeout = health::probe_timeout(&config.proxy);
         health::probe(&config.active, timeout).await.map_err(|e| {
             format!(
                 "switch to {} refused: it is not healthy ({e}); switch_requires_healthy = true",
@@ -69,12 +66,7 @@ async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
             )
         })?;
     }
-    let client = if current.client.fits(&config.proxy) {
-        Arc::clone(&current.client)
-    } else {
-        Arc::new(UpstreamClient::new(&config.proxy))
-    };
-    Ok(Snapshot::new(config, current.generation + 1, client))
+    Ok(Snapshot::new(config, current.generation + 1))
 }
 
 /// Settings bound at startup keep their old values until a restart; say so rather than

@@ -1,4 +1,9 @@
-//! Listeners, the accept loop, the connection limit and graceful shutdown.
+//! Listeners, worker threads, the accept loop, the connection limit and graceful shutdown.
+//!
+//! One listening socket per address, bound once; every worker thread (one per core, see
+//! `worker`) accepts on its own duplicate of it, so whichever worker is idle takes the next
+//! connection. No SO_REUSEPORT: with it a second, accidentally started instance would
+//! silently share the port instead of failing to start.
 //!
 //! Each connection holds one permit of a semaphore sized `max_connections`: accepting
 //! waits for a permit when the host is full (the kernel backlog absorbs the burst), and
@@ -20,18 +25,20 @@ use tokio::task::JoinSet;
 use crate::handler;
 use crate::proxy::Peer;
 use crate::snapshot::Shared;
+use crate::worker::Worker;
 
 const BACKLOG: u32 = 4096;
 
 /// Binds every address before anything is served, so a port conflict fails startup.
-pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
+/// Must run inside a tokio runtime.
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, (SocketAddr, io::Error)> {
     addrs
         .iter()
         .map(|addr| bind_one(*addr).map_err(|e| (*addr, e)))
         .collect()
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -39,52 +46,55 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    socket.listen(BACKLOG)?.into_std()
 }
 
-/// The running server: accept loops plus the means to stop them.
+/// The running server: worker threads plus the means to stop them.
 pub struct Server {
     stop: watch::Sender<bool>,
-    accept_loops: JoinSet<()>,
     permits: Arc<Semaphore>,
     max_connections: u32,
 }
 
-/// What every connection of one listener shares.
+/// What every request on one connection shares.
 struct ConnContext {
     shared: Arc<Shared>,
+    worker: Arc<Worker>,
     peer: Peer,
 }
 
 impl Server {
-    pub fn start(listeners: Vec<TcpListener>, shared: Arc<Shared>, max_connections: usize) -> Self {
+    /// Starts `workers` threads, each accepting on every listener.
+    pub fn start(
+        listeners: &[std::net::TcpListener],
+        shared: &Arc<Shared>,
+        max_connections: usize,
+        workers: usize,
+    ) -> io::Result<Self> {
         let max_connections = max_connections.min(Semaphore::MAX_PERMITS) as u32;
         let permits = Arc::new(Semaphore::new(max_connections as usize));
         let (stop, _) = watch::channel(false);
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-        let mut accept_loops = JoinSet::new();
-        for listener in listeners {
-            accept_loops.spawn(accept_loop(
-                listener,
-                Arc::clone(&shared),
-                Arc::clone(&builder),
-                Arc::clone(&permits),
-                stop.subscribe(),
-            ));
+        for id in 0..workers.max(1) {
+            let own: Vec<std::net::TcpListener> = listeners
+                .iter()
+                .map(|l| l.try_clone())
+                .collect::<io::Result<_>>()?;
+            let ctx = (Arc::clone(shared), Arc::clone(&permits), stop.subscribe());
+            std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || run_worker(own, ctx.0, ctx.1, ctx.2))?;
         }
-        Server {
+        Ok(Server {
             stop,
-            accept_loops,
             permits,
             max_connections,
-        }
+        })
     }
 
     /// Stops accepting, asks every connection to finish its in-flight request and close,
     /// and waits up to `timeout` for them. Returns how many were still open.
-    pub async fn shutdown(mut self, timeout: Duration) -> usize {
+    pub async fn shutdown(self, timeout: Duration) -> usize {
         let _ = self.stop.send(true);
-        while self.accept_loops.join_next().await.is_some() {}
         let all = self.permits.acquire_many(self.max_connections);
         match tokio::time::timeout(timeout, all).await {
             Ok(_) => 0,
@@ -93,22 +103,75 @@ impl Server {
     }
 }
 
+fn run_worker(
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker thread cannot start its runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let worker = Arc::new(Worker::new(&shared.load().config.proxy));
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let mut loops = JoinSet::new();
+        for listener in listeners {
+            let listener = match listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("worker cannot use its listener: {e}");
+                    continue;
+                }
+            };
+            let ctx = (
+                Arc::clone(&shared),
+                Arc::clone(&worker),
+                Arc::clone(&builder),
+            );
+            loops.spawn(accept_loop(
+                listener,
+                ctx.0,
+                ctx.1,
+                ctx.2,
+                Arc::clone(&permits),
+                stop.clone(),
+            ));
+        }
+        // The runtime (and every connection task on it) lives until all loops are done.
+        while loops.join_next().await.is_some() {}
+    });
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    worker: Arc<Worker>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => p,
-            _ = stopped(&mut stop) => return,
+            Some(_) = connections.join_next() => continue,
+            _ = stopped(&mut stop) => break,
         };
-        let Ok(permit) = permit else { return };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -121,15 +184,18 @@ async fn accept_loop(
         };
         let ctx = Arc::new(ConnContext {
             shared: Arc::clone(&shared),
+            worker: Arc::clone(&worker),
             peer: Peer::new(peer.ip().to_canonical()),
         });
         let builder = Arc::clone(&builder);
         let stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             serve_connection(stream, ctx, &builder, stop).await;
             drop(permit);
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 async fn serve_connection(
@@ -141,7 +207,10 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
-        async move { Ok::<_, Infallible>(handler::handle(req, &ctx.peer, &ctx.shared).await) }
+        async move {
+            let res = handler::handle(req, &ctx.peer, &ctx.shared, &ctx.worker).await;
+            Ok::<_, Infallible>(res)
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);

@@ -14,25 +14,20 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::proxy::UpstreamClient;
 
 pub struct Snapshot {
     pub config: Config,
     /// Starts at 1 and increments on every successful reload.
     pub generation: u64,
-    /// Shared with the previous snapshot when its settings did not change, so a reload
-    /// keeps the pooled upstream connections.
-    pub client: Arc<UpstreamClient>,
     health_body: Bytes,
 }
 
 impl Snapshot {
-    pub fn new(config: Config, generation: u64, client: Arc<UpstreamClient>) -> Self {
+    pub fn new(config: Config, generation: u64) -> Self {
         let health_body = Bytes::from(health_json(&config, generation, None));
         Snapshot {
             config,
             generation,
-            client,
             health_body,
         }
     }

@@ -176,9 +176,11 @@ async fn upstream_connections_are_reused() {
         assert_eq!(fetch(d.addr, "/api/y").await.status, 200);
     }
     assert_eq!(app.hits(), 25);
-    assert_eq!(
-        app.conns(),
-        1,
-        "sequential requests opened new upstream connections"
+    // Each worker thread (one per core) keeps its own pool.
+    let workers = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        app.conns() <= workers,
+        "{} upstream connections for 25 sequential requests and {workers} workers",
+        app.conns()
     );
 }

@@ -174,3 +174,32 @@ async fn large_file_streams_whole() {
     assert_eq!(r.header("content-length"), Some("3000000"));
     assert!(r.body == big, "streamed body differs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_changes_are_visible_within_a_second() {
+    let (d, app) = site().await;
+    let www = d.path().join("www");
+    // A miss first (proxied), then the file appears.
+    assert_eq!(
+        fetch(d.addr, "/new.html").await.header("x-upstream"),
+        Some("app")
+    );
+    std::fs::write(www.join("new.html"), "v1").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(fetch(d.addr, "/new.html").await.text(), "v1");
+    // Replaced atomically, as a deploy does.
+    std::fs::write(www.join("new.html.tmp"), "version two").unwrap();
+    std::fs::rename(www.join("new.html.tmp"), www.join("new.html")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = fetch(d.addr, "/new.html").await;
+    assert_eq!(r.text(), "version two");
+    assert_eq!(r.header("content-length"), Some("11"));
+    // Removed: back to the upstream.
+    std::fs::remove_file(www.join("new.html")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        fetch(d.addr, "/new.html").await.header("x-upstream"),
+        Some("app")
+    );
+    assert_eq!(app.hits(), 2);
+}

@@ -43,6 +43,7 @@ pub async fn forward(
     strip: Option<&str>,
     peer: &Peer,
     snap: &Snapshot,
+    client: &UpstreamClient,
 ) -> Result<Response<Body>, RequestError> {
     let cfg = &snap.config;
     if declared_length(&req).is_some_and(|len| len > cfg.server.max_request_body) {
@@ -70,8 +71,7 @@ pub async fn forward(
         &cfg.server.trusted_proxies,
     );
 
-    let sent =
-        tokio::time::timeout(cfg.proxy.response_timeout, snap.client.http.request(req)).await;
+    let sent = tokio::time::timeout(cfg.proxy.response_timeout, client.http.request(req)).await;
     let res = match sent {
         Err(_) => {
             return Err(RequestError::UpstreamTimeout {

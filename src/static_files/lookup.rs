@@ -1,5 +1,6 @@
 //! Finding the file a safe request path names, on a blocking thread (every call here is a
-//! filesystem syscall, so `serve` runs it under `spawn_blocking`, never on the runtime).
+//! filesystem syscall, so it runs under `spawn_blocking`, never on the runtime; `cache`
+//! makes it rare).
 //!
 //! The path is canonicalized and must still lie under the (canonical) root: that is what
 //! stops a symlink inside the root from leading outside it, whatever the link says. The
@@ -10,18 +11,21 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderValue;
 
+use super::reply::content_type;
 use super::security::SafePath;
 
-/// Files up to this size are read whole in the same blocking call that opens them:
-/// one trip to the blocking pool per request instead of two.
+/// Files up to this size are read whole in the same blocking call that opens them and
+/// kept in the cache; larger ones are streamed.
 pub const SMALL_FILE: u64 = 64 * 1024;
 
+#[derive(Clone)]
 pub enum Found {
-    File(OpenFile),
+    File(Arc<FileMeta>),
     /// `/docs` names a directory: answered 301 to `/docs/`.
     DirectoryWithoutSlash,
     /// Exists, but resolves outside the root or is not a regular file: 404, never fallback.
@@ -30,39 +34,35 @@ pub enum Found {
     Nothing,
 }
 
-pub struct OpenFile {
-    /// The name the client asked for (or the index file's), which decides the type.
-    pub name: PathBuf,
+/// A regular file under the root, with its response headers rendered once.
+pub struct FileMeta {
+    /// Canonical path, opened again to stream a large file.
+    pub path: PathBuf,
     pub len: u64,
-    pub modified: Option<SystemTime>,
-    pub content: Content,
-}
-
-pub enum Content {
-    /// Not read: HEAD, or a method that only needs to know the file exists.
-    None,
-    Small(Bytes),
-    Stream(File),
+    pub content_type: HeaderValue,
+    pub last_modified: Option<HeaderValue>,
+    /// The whole content of a small file.
+    pub content: Option<Bytes>,
 }
 
 /// Resolves `safe` under `root`, trying `index` names for a directory.
-pub fn lookup(root: &Path, safe: &SafePath, index: &[String], read: bool) -> io::Result<Found> {
+pub fn lookup(root: &Path, safe: &SafePath, index: &[String]) -> io::Result<Found> {
     let requested = root.join(&*safe.relative);
-    match open_under(root, &requested, read)? {
+    match open_under(root, &requested)? {
         Opened::Dir if !safe.trailing_slash && !safe.relative.is_empty() => {
             Ok(Found::DirectoryWithoutSlash)
         }
-        Opened::Dir => find_index(root, &requested, index, read),
-        Opened::File(f) => Ok(Found::File(f)),
+        Opened::Dir => find_index(root, &requested, index),
+        Opened::File(f) => Ok(Found::File(Arc::new(f))),
         Opened::Outside => Ok(Found::Forbidden),
         Opened::Missing => Ok(Found::Nothing),
     }
 }
 
-fn find_index(root: &Path, dir: &Path, index: &[String], read: bool) -> io::Result<Found> {
+fn find_index(root: &Path, dir: &Path, index: &[String]) -> io::Result<Found> {
     for name in index {
-        match open_under(root, &dir.join(name), read)? {
-            Opened::File(f) => return Ok(Found::File(f)),
+        match open_under(root, &dir.join(name))? {
+            Opened::File(f) => return Ok(Found::File(Arc::new(f))),
             Opened::Outside => return Ok(Found::Forbidden),
             Opened::Dir | Opened::Missing => {}
         }
@@ -71,13 +71,13 @@ fn find_index(root: &Path, dir: &Path, index: &[String], read: bool) -> io::Resu
 }
 
 enum Opened {
-    File(OpenFile),
+    File(FileMeta),
     Dir,
     Outside,
     Missing,
 }
 
-fn open_under(root: &Path, path: &Path, read: bool) -> io::Result<Opened> {
+fn open_under(root: &Path, path: &Path) -> io::Result<Opened> {
     let canonical = match fs::canonicalize(path) {
         Ok(c) => c,
         Err(e) if is_missing(&e) => return Ok(Opened::Missing),
@@ -86,12 +86,7 @@ fn open_under(root: &Path, path: &Path, read: bool) -> io::Result<Opened> {
     if !canonical.starts_with(root) {
         return Ok(Opened::Outside);
     }
-    // O_NONBLOCK: opening a FIFO someone left in the web root must not hang a thread.
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&canonical)
-    {
+    let file = match open_nonblocking(&canonical) {
         Ok(f) => f,
         Err(e) if is_missing(&e) => return Ok(Opened::Missing),
         Err(e) => return Err(e),
@@ -103,20 +98,29 @@ fn open_under(root: &Path, path: &Path, read: bool) -> io::Result<Opened> {
     if !meta.is_file() {
         return Ok(Opened::Outside);
     }
-    let content = match read {
-        false => Content::None,
-        true if meta.len() <= SMALL_FILE => Content::Small(read_small(file, meta.len())?),
-        true => Content::Stream(file),
+    let content = match meta.len() <= SMALL_FILE {
+        true => Some(read_small(file, meta.len())?),
+        false => None,
     };
-    Ok(Opened::File(OpenFile {
-        name: path.to_owned(),
-        len: match &content {
-            Content::Small(bytes) => bytes.len() as u64,
-            _ => meta.len(),
-        },
-        modified: meta.modified().ok(),
+    let last_modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
+    Ok(Opened::File(FileMeta {
+        content_type: content_type(path),
+        len: content.as_ref().map_or(meta.len(), |c| c.len() as u64),
+        path: canonical,
+        last_modified,
         content,
     }))
+}
+
+/// O_NONBLOCK: opening a FIFO someone left in the web root must not hang a thread.
+pub fn open_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 fn read_small(file: File, len: u64) -> io::Result<Bytes> {

@@ -2,6 +2,7 @@
 //! and opens the file off the runtime, `reply` builds the response, `stream` streams
 //! large bodies.
 
+mod cache;
 mod lookup;
 mod reply;
 mod security;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response};
 
-pub use lookup::{lookup, Found, SMALL_FILE};
+pub use cache::FileCache;
+pub use lookup::{lookup, FileMeta, Found, SMALL_FILE};
 pub use reply::{redirect, redirect_to_slash};
 pub use security::{sanitize, PathRejection, SafePath};
 pub use stream::FileBody;
@@ -28,21 +30,27 @@ pub enum Outcome {
 }
 
 /// Looks `req` up under the web root.
-pub async fn serve<B>(req: &Request<B>, snap: &Arc<Snapshot>) -> Result<Outcome, RequestError> {
+pub async fn serve<B>(
+    req: &Request<B>,
+    snap: &Arc<Snapshot>,
+    cache: &FileCache,
+) -> Result<Outcome, RequestError> {
     if snap.config.static_files.is_none() {
         return Ok(Outcome::NotHere);
     }
-    let safe = sanitize(req.uri().path()).map_err(|r| match r {
+    let path = req.uri().path();
+    let safe = sanitize(path).map_err(|r| match r {
         PathRejection::Malformed => RequestError::BadPath,
         PathRejection::Forbidden => RequestError::NotFound,
     })?;
-    let found = find(
-        snap,
-        safe.relative.into_owned(),
-        safe.trailing_slash,
-        wants_body(req),
-    )
-    .await?;
+    let found = match cache.get(path, snap.generation) {
+        Some(found) => found,
+        None => {
+            let found = find(snap, safe.relative.into_owned(), safe.trailing_slash).await?;
+            cache.insert(path, snap.generation, &found);
+            found
+        }
+    };
     respond(req, snap, found)
 }
 
@@ -50,20 +58,24 @@ pub async fn serve<B>(req: &Request<B>, snap: &Arc<Snapshot>) -> Result<Outcome,
 pub async fn serve_index<B>(
     req: &Request<B>,
     snap: &Arc<Snapshot>,
+    cache: &FileCache,
 ) -> Result<Outcome, RequestError> {
-    let found = find(snap, String::new(), true, wants_body(req)).await?;
+    const ROOT: &str = "/";
+    let found = match cache.get(ROOT, snap.generation) {
+        Some(found) => found,
+        None => {
+            let found = find(snap, String::new(), true).await?;
+            cache.insert(ROOT, snap.generation, &found);
+            found
+        }
+    };
     respond(req, snap, found)
-}
-
-fn wants_body<B>(req: &Request<B>) -> bool {
-    req.method() == Method::GET
 }
 
 async fn find(
     snap: &Arc<Snapshot>,
     relative: String,
     trailing_slash: bool,
-    read: bool,
 ) -> Result<Found, RequestError> {
     let snap = Arc::clone(snap);
     let task = tokio::task::spawn_blocking(move || {
@@ -74,7 +86,7 @@ async fn find(
             relative: relative.into(),
             trailing_slash,
         };
-        lookup(&site.root, &safe, &site.index, read)
+        lookup(&site.root, &safe, &site.index)
     });
     task.await
         .map_err(|e| RequestError::Internal(format!("file lookup task failed: {e}")))?
@@ -85,13 +97,17 @@ fn respond<B>(req: &Request<B>, snap: &Snapshot, found: Found) -> Result<Outcome
     let Some(site) = snap.config.static_files.as_ref() else {
         return Ok(Outcome::NotHere);
     };
-    let readable = matches!(*req.method(), Method::GET | Method::HEAD);
     let response = match found {
         Found::Nothing => return Ok(Outcome::NotHere),
         Found::Forbidden => return Err(RequestError::NotFound),
-        _ if !readable => return Err(RequestError::MethodNotAllowed),
+        _ if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+            return Err(RequestError::MethodNotAllowed)
+        }
         Found::DirectoryWithoutSlash => redirect_to_slash(req.uri().path(), req.uri().query()),
-        Found::File(file) => reply::file_response(file, site, req.uri().path()),
+        Found::File(file) => {
+            let with_body = req.method() == Method::GET;
+            reply::file_response(&file, site, req.uri().path(), with_body)
+        }
     };
     Ok(Outcome::Response(response))
 }

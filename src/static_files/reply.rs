@@ -4,20 +4,24 @@ use std::path::Path;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::lookup::{Content, OpenFile};
+use super::lookup::FileMeta;
 use super::stream::FileBody;
 use crate::body::Body;
 use crate::config::StaticSite;
 
-pub fn file_response(file: OpenFile, site: &StaticSite, request_path: &str) -> Response<Body> {
+/// 200 with the file's headers; the body only when `with_body` (not for HEAD).
+pub fn file_response(
+    file: &FileMeta,
+    site: &StaticSite,
+    request_path: &str,
+    with_body: bool,
+) -> Response<Body> {
     let mut res = Response::new(Body::empty());
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type(&file.name));
+    headers.insert(header::CONTENT_TYPE, file.content_type.clone());
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
-    if let Some(modified) = file.modified {
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-            headers.insert(header::LAST_MODIFIED, v);
-        }
+    if let Some(modified) = &file.last_modified {
+        headers.insert(header::LAST_MODIFIED, modified.clone());
     }
     if let Some(rule) = site
         .cache
@@ -26,11 +30,12 @@ pub fn file_response(file: OpenFile, site: &StaticSite, request_path: &str) -> R
     {
         headers.insert(header::CACHE_CONTROL, rule.cache_control.clone());
     }
-    *res.body_mut() = match file.content {
-        Content::None => Body::empty(),
-        Content::Small(bytes) => Body::Full(Some(bytes)),
-        Content::Stream(f) => Body::File(FileBody::new(f, file.len)),
-    };
+    if with_body {
+        *res.body_mut() = match &file.content {
+            Some(bytes) => Body::Full(Some(bytes.clone())),
+            None => Body::File(FileBody::new(file.path.clone(), file.len)),
+        };
+    }
     res
 }
 
@@ -58,7 +63,7 @@ pub fn redirect(location: &str) -> Response<Body> {
 
 /// Content-Type from the extension; text types get `charset=utf-8`. The common types are
 /// static strings so the usual response allocates nothing for its type.
-fn content_type(name: &Path) -> HeaderValue {
+pub(super) fn content_type(name: &Path) -> HeaderValue {
     let mime = mime_guess::from_path(name)
         .first_raw()
         .unwrap_or("application/octet-stream");

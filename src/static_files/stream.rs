@@ -1,10 +1,12 @@
 //! A file body streamed from disk in large chunks, one blocking read at a time, so memory
 //! stays bounded (one chunk in flight plus hyper's write buffer) whatever the file size.
-//! When the client goes away hyper drops the body, which drops the file.
+//! The file is opened by the first read, on the blocking pool like every read. When the
+//! client goes away hyper drops the body, which drops the file.
 
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -12,18 +14,39 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use super::lookup::open_nonblocking;
+
 const CHUNK: u64 = 256 * 1024;
 
 pub struct FileBody {
-    file: Option<File>,
+    source: Option<Source>,
     remaining: u64,
-    reading: Option<JoinHandle<(File, io::Result<Vec<u8>>)>>,
+    reading: Option<JoinHandle<(Source, io::Result<Vec<u8>>)>>,
+}
+
+enum Source {
+    Closed(PathBuf),
+    Open(File),
+}
+
+impl Source {
+    fn read_chunk(&mut self, want: u64) -> io::Result<Vec<u8>> {
+        if let Source::Closed(path) = self {
+            *self = Source::Open(open_nonblocking(path)?);
+        }
+        let mut buf = Vec::with_capacity(want as usize);
+        if let Source::Open(file) = self {
+            file.take(want).read_to_end(&mut buf)?;
+        }
+        Ok(buf)
+    }
 }
 
 impl FileBody {
-    pub fn new(file: File, len: u64) -> Self {
+    /// Streams the first `len` bytes of the file at `path`.
+    pub fn new(path: PathBuf, len: u64) -> Self {
         FileBody {
-            file: Some(file),
+            source: Some(Source::Closed(path)),
             remaining: len,
             reading: None,
         }
@@ -43,14 +66,13 @@ impl Body for FileBody {
             return Poll::Ready(None);
         }
         if this.reading.is_none() {
-            let Some(file) = this.file.take() else {
+            let Some(mut source) = this.source.take() else {
                 return Poll::Ready(None);
             };
             let want = this.remaining.min(CHUNK);
             this.reading = Some(tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::with_capacity(want as usize);
-                let result = (&file).take(want).read_to_end(&mut buf).map(|_| buf);
-                (file, result)
+                let result = source.read_chunk(want);
+                (source, result)
             }));
         }
         let Some(reading) = this.reading.as_mut() else {
@@ -58,7 +80,7 @@ impl Body for FileBody {
         };
         let joined = ready!(Pin::new(reading).poll(cx));
         this.reading = None;
-        let (file, result) = joined.map_err(io::Error::other)?;
+        let (source, result) = joined.map_err(io::Error::other)?;
         let buf = result?;
         if buf.is_empty() {
             // The file shrank under us: end the response short rather than pad it.
@@ -68,7 +90,7 @@ impl Body for FileBody {
             ))));
         }
         this.remaining -= buf.len() as u64;
-        this.file = Some(file);
+        this.source = Some(source);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
     }
 

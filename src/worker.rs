@@ -1,0 +1,43 @@
+//! Per-worker state. switchyard runs one single-threaded tokio runtime per core (like
+//! nginx's worker processes) rather than one work-stealing runtime: a proxied request,
+//! its client connection and its pooled upstream connection then live on the same thread,
+//! and no request pays for a cross-thread wake-up. The profile of the work-stealing
+//! version spent most of its time in futex wake-ups between threads.
+//!
+//! What a worker owns is private to its thread in practice, so the locks below are never
+//! contended; they exist only because hyper wants `Send` services.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::ProxySettings;
+use crate::proxy::UpstreamClient;
+use crate::static_files::FileCache;
+
+pub struct Worker {
+    client: ArcSwap<UpstreamClient>,
+    pub files: FileCache,
+}
+
+impl Worker {
+    pub fn new(settings: &ProxySettings) -> Self {
+        Worker {
+            client: ArcSwap::from_pointee(UpstreamClient::new(settings)),
+            files: FileCache::default(),
+        }
+    }
+
+    /// This worker's upstream client for `settings`. The client (and its warm pool) is
+    /// kept across reloads and rebuilt only when its own settings changed; the old pool's
+    /// idle connections close with it.
+    pub fn client(&self, settings: &ProxySettings) -> Arc<UpstreamClient> {
+        let current = self.client.load_full();
+        if current.fits(settings) {
+            return current;
+        }
+        let fresh = Arc::new(UpstreamClient::new(settings));
+        self.client.store(Arc::clone(&fresh));
+        fresh
+    }
+}
