@@ -282,3 +282,20 @@ fn config_path_from_environment() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("env.toml"));
 }
+
+#[test]
+fn bundled_configs_are_valid() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let (code, stdout, stderr) =
+        run_cli(&["check", "--config", &format!("{dir}/config/local.toml")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("listen:    127.0.0.1:8000"), "{stdout}");
+
+    // The documented example, with its web root pointed at one that exists here.
+    let example = std::fs::read_to_string(format!("{dir}/config/switchyard.toml")).unwrap();
+    assert!(example.contains("root = \"/var/www/html\""));
+    let (code, stdout, stderr) =
+        check(&example.replace("/var/www/html", &format!("{dir}/config/www")));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1: path /grafana/ -> grafana"), "{stdout}");
+}

@@ -184,3 +184,12 @@ async fn upstream_connections_are_reused() {
         app.conns()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_request_without_host_gets_the_upstream_authority() {
+    let (d, app) = proxy_with(&[], "").await;
+    let text = raw(d.addr, b"GET /api/old HTTP/1.0\r\n\r\n").await;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let seen: serde_json::Value = serde_json::from_str(body).expect("json body");
+    assert_eq!(seen["headers"]["host"], app.addr.to_string());
+}
