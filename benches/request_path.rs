@@ -47,7 +47,11 @@ upstream = "grafana"
     c.bench_function("lookup + read 1 KiB file", |b| {
         b.iter(|| {
             let safe = sanitize("/assets/small.js").expect("safe");
-            lookup(root, &safe, &index)
+            let opts = switchyard::static_files::Options {
+                index: &index,
+                precompressed: true,
+            };
+            lookup(root, &safe, &opts)
                 .map(|f| matches!(f, switchyard::static_files::Found::File(_)))
         })
     });

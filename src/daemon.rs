@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::admin;
 use crate::config::{self, ConfigError};
+use crate::health_checks;
 use crate::reload;
 use crate::server::{self, Server};
-use crate::signals::{Intent, Signals};
+use crate::signals::{notify, Intent, Signals};
 use crate::snapshot::Shared;
 
 #[derive(Debug, Error)]
@@ -50,24 +52,36 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             }
         })?;
     }
+    if let Some(addr) = server_cfg.admin_listen {
+        let admin = admin::bind(addr)
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!("admin interface on {addr}: /status");
+        tokio::spawn(admin::serve(admin, Arc::clone(&shared)));
+    }
     log_startup(&shared, &listeners);
+    tokio::spawn(health_checks::run(Arc::clone(&shared)));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = Server::start(&listeners, &shared, server_cfg.max_connections, workers)
         .map_err(StartError::Workers)?;
     // The workers hold duplicates; the originals must close so that shutdown really
     // stops accepting.
     drop(listeners);
+    notify::ready();
 
     loop {
         match signals.next().await {
             Intent::Reload => {
                 tracing::info!("SIGHUP: reloading configuration");
+                notify::reloading();
                 let _ = reload::reload(&shared).await;
+                notify::ready();
             }
             Intent::ReopenLogs => tracing::info!("SIGUSR1: no access log file to reopen"),
             Intent::Shutdown => break,
         }
     }
+    notify::stopping();
     shutdown(&shared, server).await;
     if let Some(path) = &server_cfg.pid_file {
         let _ = std::fs::remove_file(path);

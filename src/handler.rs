@@ -86,7 +86,7 @@ async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, 
         .map_or(Fallback::Upstream, |s| s.fallback);
     match fallback {
         Fallback::Upstream => ctx.proxy(req, &snap.config.active, None).await,
-        Fallback::Index if matches!(*req.method(), Method::GET | Method::HEAD) => {
+        Fallback::Index if is_page_request(&req) => {
             match static_files::serve_index(&req, snap, &ctx.worker.files).await? {
                 Outcome::Response(res) => Ok(res),
                 Outcome::NotHere => Err(RequestError::NotFound),
@@ -94,4 +94,12 @@ async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, 
         }
         Fallback::Index | Fallback::NotFound => Err(RequestError::NotFound),
     }
+}
+
+/// A single-page app answers unknown *pages* with its index, but a missing asset
+/// (`/assets/app.3f2a.js`) must stay a 404, or the browser would parse HTML as script.
+/// The usual rule: the last path segment has no extension.
+fn is_page_request<B>(req: &Request<B>) -> bool {
+    let last = req.uri().path().rsplit('/').next().unwrap_or("");
+    matches!(*req.method(), Method::GET | Method::HEAD) && !last.contains('.')
 }

@@ -1,29 +1,19 @@
 //! The load balancer's view of this host: `health_path` (the process is alive and which
-//! configuration it runs) and `ready_path` (the active upstream is reachable right now),
-//! and the upstream probe that `ready_path` and a switching reload share.
-//!
-//! Until active health checks exist the probe is a TCP connect, bounded by
-//! `connect_timeout` (at most 2 s, so an ALB check never waits on a black-holed port).
-
-use std::time::Duration;
+//! configuration it runs) and `ready_path` (the active upstream passed its last check;
+//! see `health_checks`).
 
 use http::{header, HeaderValue, Response, StatusCode};
-use tokio::net::TcpStream;
 
 use crate::body::Body;
-use crate::config::{ProxySettings, Upstream};
+use crate::health_checks;
 use crate::snapshot::{Shared, Snapshot};
-
-const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(2);
 
 pub fn health(snap: &Snapshot) -> Response<Body> {
     json_response(StatusCode::OK, Body::Full(Some(snap.health_body())))
 }
 
 pub async fn ready(snap: &Snapshot, shared: &Shared) -> Response<Body> {
-    let up = probe(&snap.config.active, probe_timeout(&snap.config.proxy))
-        .await
-        .is_ok();
+    let up = active_is_up(snap, shared).await;
     // While draining for shutdown the host must leave the target group even though the
     // upstream is fine.
     let (status, word) = match (shared.draining(), up) {
@@ -34,14 +24,22 @@ pub async fn ready(snap: &Snapshot, shared: &Shared) -> Response<Body> {
     json_response(status, Body::full(snap.ready_body(word, up)))
 }
 
-/// Whether `upstream` accepts a TCP connection within `timeout`.
-pub async fn probe(upstream: &Upstream, timeout: Duration) -> Result<(), String> {
-    let addr = upstream.authority.as_str();
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("connect to {addr} failed: {e}")),
-        Err(_) => Err(format!("connect to {addr} timed out after {timeout:?}")),
+/// The active upstream's last check, if it is recent; else a check right now (just after
+/// startup or a switch), whose result is recorded for the next caller.
+async fn active_is_up(snap: &Snapshot, shared: &Shared) -> bool {
+    let active = &snap.config.active;
+    let proxy = &snap.config.proxy;
+    let timeout = health_checks::probe_timeout(proxy);
+    if let Some(state) = shared
+        .health
+        .recent(active, proxy.health_interval * 2 + timeout)
+    {
+        return state.up;
     }
+    let result = health_checks::check(active, timeout).await;
+    let up = result.is_ok();
+    shared.health.record(active, result);
+    up
 }
 
 fn json_response(status: StatusCode, body: Body) -> Response<Body> {
@@ -54,10 +52,4 @@ fn json_response(status: StatusCode, body: Body) -> Response<Body> {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
-}
-
-/// A probe waits no longer than a connection attempt would, and never long enough to make
-/// a load balancer's health check time out.
-pub fn probe_timeout(proxy: &ProxySettings) -> Duration {
-    proxy.connect_timeout.min(PROBE_TIMEOUT_CAP)
 }

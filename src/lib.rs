@@ -5,12 +5,14 @@
 //! `router` decides -> `health`, `proxy` or `static_files` answers. Only `reload` writes
 //! the snapshot.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod handler;
 pub mod health;
+pub mod health_checks;
 pub mod proxy;
 pub mod reload;
 pub mod router;
@@ -18,4 +20,5 @@ pub mod server;
 pub mod signals;
 pub mod snapshot;
 pub mod static_files;
+pub mod switch;
 pub mod worker;

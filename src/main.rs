@@ -26,6 +26,15 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print a summary (like `nginx -t`)
     Check,
+    /// Make NAME the active upstream: edit the file (keeping comments), validate, reload
+    /// the running daemon and wait until it reports NAME active
+    Switch {
+        /// An upstream defined in [upstreams]
+        name: String,
+        /// Do not wait for the daemon to confirm the switch
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +45,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Some(Command::Check) => check(&path),
+        Some(Command::Switch { name, no_wait }) => switch(&path, &name, !no_wait),
         None => run(&path),
     }
 }
@@ -44,6 +54,19 @@ fn check(path: &std::path::Path) -> ExitCode {
     match switchyard::config::load(path) {
         Ok(config) => {
             print!("{}", switchyard::config::summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn switch(path: &std::path::Path, name: &str, wait: bool) -> ExitCode {
+    match switchyard::switch::run(path, name, wait) {
+        Ok(message) => {
+            println!("{message}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use crate::config::{self, Config, Server};
-use crate::health;
+use crate::health_checks;
 use crate::snapshot::{ReloadRecord, Shared, Snapshot};
 
 /// The first snapshot, at startup.
@@ -58,13 +58,15 @@ async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
         tracing::warn!("{warning}");
     }
     if config.active != current.config.active && config.proxy.switch_requires_healthy {
-        let timeout = health::probe_timeout(&config.proxy);
-        health::probe(&config.active, timeout).await.map_err(|e| {
-            format!(
-                "switch to {} refused: it is not healthy ({e}); switch_requires_healthy = true",
-                config.active.name
-            )
-        })?;
+        let timeout = health_checks::probe_timeout(&config.proxy);
+        health_checks::check(&config.active, timeout)
+            .await
+            .map_err(|e| {
+                format!(
+                    "switch to {} refused: it is not healthy ({e}); switch_requires_healthy = true",
+                    config.active.name
+                )
+            })?;
     }
     Ok(Snapshot::new(config, current.generation + 1))
 }

@@ -41,3 +41,32 @@ impl Signals {
         }
     }
 }
+
+/// The systemd readiness protocol, for `Type=notify-reload`. Each call is a no-op when
+/// `NOTIFY_SOCKET` is not set (not started by systemd).
+pub mod notify {
+    use sd_notify::NotifyState;
+
+    fn send(states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(false, states) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    /// Listening and serving (also: a reload finished, whatever its outcome).
+    pub fn ready() {
+        send(&[NotifyState::Ready]);
+    }
+
+    /// A reload begins; systemd wants the monotonic time to pair it with the request.
+    pub fn reloading() {
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => send(&[NotifyState::Reloading, now]),
+            Err(_) => send(&[NotifyState::Reloading]),
+        }
+    }
+
+    pub fn stopping() {
+        send(&[NotifyState::Stopping]);
+    }
+}

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::health_checks::HealthTable;
 
 pub struct Snapshot {
     pub config: Config,
@@ -69,6 +70,9 @@ pub struct ReloadRecord {
 
 pub struct Shared {
     current: ArcSwap<Snapshot>,
+    /// Results of the active upstream checks.
+    pub health: HealthTable,
+    pub started: SystemTime,
     draining: AtomicBool,
     last_reload: Mutex<Option<ReloadRecord>>,
 }
@@ -77,6 +81,8 @@ impl Shared {
     pub fn new(snapshot: Snapshot) -> Self {
         Shared {
             current: ArcSwap::from_pointee(snapshot),
+            health: HealthTable::default(),
+            started: SystemTime::now(),
             draining: AtomicBool::new(false),
             last_reload: Mutex::new(None),
         }

@@ -12,10 +12,12 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::conditional::{etag, Encoding};
 use super::reply::content_type;
 use super::security::SafePath;
 
@@ -39,30 +41,51 @@ pub struct FileMeta {
     /// Canonical path, opened again to stream a large file.
     pub path: PathBuf,
     pub len: u64,
+    /// Of the file the client asked for, also on its precompressed variants.
     pub content_type: HeaderValue,
+    pub modified: Option<SystemTime>,
     pub last_modified: Option<HeaderValue>,
+    pub etag: HeaderValue,
     /// The whole content of a small file.
     pub content: Option<Bytes>,
+    /// Set on a precompressed variant.
+    pub encoding: Option<Encoding>,
+    /// `app.js.br`, `app.js.gz` beside `app.js`, when `precompressed` is on.
+    pub variants: Vec<FileMeta>,
+}
+
+impl FileMeta {
+    pub fn encodings(&self) -> impl Iterator<Item = Encoding> + '_ {
+        self.variants.iter().filter_map(|v| v.encoding)
+    }
+}
+
+/// What to look for besides the file itself.
+pub struct Options<'a> {
+    pub index: &'a [String],
+    pub precompressed: bool,
 }
 
 /// Resolves `safe` under `root`, trying `index` names for a directory.
-pub fn lookup(root: &Path, safe: &SafePath, index: &[String]) -> io::Result<Found> {
+pub fn lookup(root: &Path, safe: &SafePath, opts: &Options) -> io::Result<Found> {
     let requested = root.join(&*safe.relative);
-    match open_under(root, &requested)? {
+    match open_under(root, &requested, None)? {
         Opened::Dir if !safe.trailing_slash && !safe.relative.is_empty() => {
             Ok(Found::DirectoryWithoutSlash)
         }
-        Opened::Dir => find_index(root, &requested, index),
-        Opened::File(f) => Ok(Found::File(Arc::new(f))),
+        Opened::Dir => find_index(root, &requested, opts),
+        Opened::File(f) => with_variants(root, *f, opts).map(|f| Found::File(Arc::new(f))),
         Opened::Outside => Ok(Found::Forbidden),
         Opened::Missing => Ok(Found::Nothing),
     }
 }
 
-fn find_index(root: &Path, dir: &Path, index: &[String]) -> io::Result<Found> {
-    for name in index {
-        match open_under(root, &dir.join(name))? {
-            Opened::File(f) => return Ok(Found::File(Arc::new(f))),
+fn find_index(root: &Path, dir: &Path, opts: &Options) -> io::Result<Found> {
+    for name in opts.index {
+        match open_under(root, &dir.join(name), None)? {
+            Opened::File(f) => {
+                return with_variants(root, *f, opts).map(|f| Found::File(Arc::new(f)))
+            }
             Opened::Outside => return Ok(Found::Forbidden),
             Opened::Dir | Opened::Missing => {}
         }
@@ -70,14 +93,30 @@ fn find_index(root: &Path, dir: &Path, index: &[String]) -> io::Result<Found> {
     Ok(Found::Nothing)
 }
 
+/// Finds the precompressed siblings of `file`; they answer with the original's type.
+fn with_variants(root: &Path, mut file: FileMeta, opts: &Options) -> io::Result<FileMeta> {
+    if !opts.precompressed {
+        return Ok(file);
+    }
+    for enc in Encoding::ALL {
+        let mut sibling = file.path.clone().into_os_string();
+        sibling.push(enc.suffix());
+        if let Opened::File(mut variant) = open_under(root, Path::new(&sibling), Some(enc))? {
+            variant.content_type = file.content_type.clone();
+            file.variants.push(*variant);
+        }
+    }
+    Ok(file)
+}
+
 enum Opened {
-    File(FileMeta),
+    File(Box<FileMeta>),
     Dir,
     Outside,
     Missing,
 }
 
-fn open_under(root: &Path, path: &Path) -> io::Result<Opened> {
+fn open_under(root: &Path, path: &Path, encoding: Option<Encoding>) -> io::Result<Opened> {
     let canonical = match fs::canonicalize(path) {
         Ok(c) => c,
         Err(e) if is_missing(&e) => return Ok(Opened::Missing),
@@ -102,17 +141,21 @@ fn open_under(root: &Path, path: &Path) -> io::Result<Opened> {
         true => Some(read_small(file, meta.len())?),
         false => None,
     };
-    let last_modified = meta
-        .modified()
-        .ok()
-        .and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
-    Ok(Opened::File(FileMeta {
+    let modified = meta.modified().ok();
+    let last_modified =
+        modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok());
+    let len = content.as_ref().map_or(meta.len(), |c| c.len() as u64);
+    Ok(Opened::File(Box::new(FileMeta {
         content_type: content_type(path),
-        len: content.as_ref().map_or(meta.len(), |c| c.len() as u64),
+        len,
         path: canonical,
+        modified,
         last_modified,
+        etag: etag(modified, len, encoding),
         content,
-    }))
+        encoding,
+        variants: Vec::new(),
+    })))
 }
 
 /// O_NONBLOCK: opening a FIFO someone left in the web root must not hang a thread.

@@ -3,6 +3,7 @@
 //! large bodies.
 
 mod cache;
+mod conditional;
 mod lookup;
 mod reply;
 mod security;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 
 pub use cache::FileCache;
-pub use lookup::{lookup, FileMeta, Found, SMALL_FILE};
+pub use conditional::Encoding;
+pub use lookup::{lookup, FileMeta, Found, Options, SMALL_FILE};
 pub use reply::{redirect, redirect_to_slash};
 pub use security::{sanitize, PathRejection, SafePath};
 pub use stream::FileBody;
@@ -86,7 +88,11 @@ async fn find(
             relative: relative.into(),
             trailing_slash,
         };
-        lookup(&site.root, &safe, &site.index)
+        let opts = Options {
+            index: &site.index,
+            precompressed: site.precompressed,
+        };
+        lookup(&site.root, &safe, &opts)
     });
     task.await
         .map_err(|e| RequestError::Internal(format!("file lookup task failed: {e}")))?
@@ -106,7 +112,7 @@ fn respond<B>(req: &Request<B>, snap: &Snapshot, found: Found) -> Result<Outcome
         Found::DirectoryWithoutSlash => redirect_to_slash(req.uri().path(), req.uri().query()),
         Found::File(file) => {
             let with_body = req.method() == Method::GET;
-            reply::file_response(&file, site, req.uri().path(), with_body)
+            reply::file_response(&file, req.headers(), site, req.uri().path(), with_body)
         }
     };
     Ok(Outcome::Response(response))

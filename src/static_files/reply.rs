@@ -2,26 +2,88 @@
 
 use std::path::Path;
 
-use http::{header, HeaderValue, Response, StatusCode};
+use std::ops::Range;
 
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+use super::conditional::{self, choose_encoding, Encoding, RangeDecision};
 use super::lookup::FileMeta;
 use super::stream::FileBody;
 use crate::body::Body;
 use crate::config::StaticSite;
 
-/// 200 with the file's headers; the body only when `with_body` (not for HEAD).
+/// The response for a file that exists: a precompressed variant when the client accepts
+/// one, then 304, 206, 416 or 200 as the request's validators and Range say. `with_body`
+/// is false for HEAD, which gets the headers of the full 200.
 pub fn file_response(
     file: &FileMeta,
+    request: &HeaderMap,
     site: &StaticSite,
     request_path: &str,
     with_body: bool,
 ) -> Response<Body> {
+    let chosen = if file.variants.is_empty() {
+        None
+    } else {
+        let available: Vec<Encoding> = file.encodings().collect();
+        choose_encoding(request.get(header::ACCEPT_ENCODING), &available)
+    };
+    let rep = chosen
+        .and_then(|e| file.variants.iter().find(|v| v.encoding == Some(e)))
+        .unwrap_or(file);
     let mut res = Response::new(Body::empty());
-    let headers = res.headers_mut();
+    representation_headers(res.headers_mut(), file, rep, site, request_path);
+    if conditional::not_modified(request, &rep.etag, rep.modified) {
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        return res;
+    }
+    let decision = match with_body {
+        true => conditional::range(request, rep.len, &rep.etag, rep.modified),
+        false => RangeDecision::Full,
+    };
+    let span = match decision {
+        RangeDecision::Full => 0..rep.len,
+        RangeDecision::Partial(r) => {
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set_content_range(
+                &mut res,
+                &format!("bytes {}-{}/{}", r.start, r.end - 1, rep.len),
+            );
+            r
+        }
+        RangeDecision::Unsatisfiable => return unsatisfiable(res, rep.len),
+    };
+    res.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(span.end - span.start),
+    );
+    if with_body {
+        *res.body_mut() = body(rep, span);
+    }
+    res
+}
+
+fn representation_headers(
+    headers: &mut HeaderMap,
+    file: &FileMeta,
+    rep: &FileMeta,
+    site: &StaticSite,
+    request_path: &str,
+) {
     headers.insert(header::CONTENT_TYPE, file.content_type.clone());
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
-    if let Some(modified) = &file.last_modified {
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::ETAG, rep.etag.clone());
+    if let Some(modified) = &rep.last_modified {
         headers.insert(header::LAST_MODIFIED, modified.clone());
+    }
+    if let Some(enc) = rep.encoding {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.token()),
+        );
+    }
+    if !file.variants.is_empty() {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     if let Some(rule) = site
         .cache
@@ -30,12 +92,35 @@ pub fn file_response(
     {
         headers.insert(header::CACHE_CONTROL, rule.cache_control.clone());
     }
-    if with_body {
-        *res.body_mut() = match &file.content {
-            Some(bytes) => Body::Full(Some(bytes.clone())),
-            None => Body::File(FileBody::new(file.path.clone(), file.len)),
-        };
+}
+
+fn body(rep: &FileMeta, span: Range<u64>) -> Body {
+    match &rep.content {
+        Some(bytes) => Body::full(bytes.slice(span.start as usize..span.end as usize)),
+        None => Body::File(FileBody::new(
+            rep.path.clone(),
+            span.start,
+            span.end - span.start,
+        )),
     }
+}
+
+fn set_content_range(res: &mut Response<Body>, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        res.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+}
+
+fn unsatisfiable(mut res: Response<Body>, len: u64) -> Response<Body> {
+    *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    set_content_range(&mut res, &format!("bytes */{len}"));
+    let headers = res.headers_mut();
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    *res.body_mut() = Body::full("416 range not satisfiable\n");
     res
 }
 

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -25,14 +25,16 @@ pub struct FileBody {
 }
 
 enum Source {
-    Closed(PathBuf),
+    Closed { path: PathBuf, offset: u64 },
     Open(File),
 }
 
 impl Source {
     fn read_chunk(&mut self, want: u64) -> io::Result<Vec<u8>> {
-        if let Source::Closed(path) = self {
-            *self = Source::Open(open_nonblocking(path)?);
+        if let Source::Closed { path, offset } = self {
+            let mut file = open_nonblocking(path)?;
+            file.seek(SeekFrom::Start(*offset))?;
+            *self = Source::Open(file);
         }
         let mut buf = Vec::with_capacity(want as usize);
         if let Source::Open(file) = self {
@@ -43,10 +45,10 @@ impl Source {
 }
 
 impl FileBody {
-    /// Streams the first `len` bytes of the file at `path`.
-    pub fn new(path: PathBuf, len: u64) -> Self {
+    /// Streams `len` bytes of the file at `path`, starting at `offset`.
+    pub fn new(path: PathBuf, offset: u64, len: u64) -> Self {
         FileBody {
-            source: Some(Source::Closed(path)),
+            source: Some(Source::Closed { path, offset }),
             remaining: len,
             reading: None,
         }

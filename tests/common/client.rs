@@ -61,6 +61,23 @@ impl Conn {
         }
     }
 
+    /// Like `get`, returning transport errors instead of panicking.
+    pub async fn try_get(&mut self, path: &str) -> Result<Reply, String> {
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let res = self
+            .sender
+            .send_request(get(path))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     pub async fn get(&mut self, path: &str) -> Reply {
         self.send(get(path)).await
     }

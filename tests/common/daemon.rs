@@ -34,11 +34,17 @@ impl Daemon {
 
     /// Starts the daemon with `config` written as `switchyard.toml` inside `dir`.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        Daemon::start_with_env(dir, config, &[])
+    }
+
+    /// Like `start_in`, with extra environment variables.
+    pub fn start_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.path().join("switchyard.toml");
         std::fs::write(&path, config).expect("write config");
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

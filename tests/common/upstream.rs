@@ -3,11 +3,12 @@
 //! Every response carries `x-upstream: NAME` and a JSON body describing the request it saw
 //! (method, path, headers, body length), so tests can assert what the proxy forwarded.
 //! Paths: `/slow/MS` answers after MS milliseconds; `/echo` answers with the request body;
-//! `/hop` answers with hop-by-hop headers the proxy must strip.
+//! `/hop` answers with hop-by-hop headers the proxy must strip; `/health` answers with the
+//! status set by `set_health` (200 at first).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
-    /// TCP connections accepted.
+    /// Connections that carried at least one request (other than `/health`), so that the
+    /// daemon's TCP health checks do not count.
     pub conns: Arc<AtomicUsize>,
+    health: Arc<AtomicU16>,
     task: JoinHandle<()>,
 }
 
@@ -37,16 +40,23 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(AtomicU16::new(200));
         let (n, h, c) = (name.to_owned(), Arc::clone(&hits), Arc::clone(&conns));
+        let hs = Arc::clone(&health);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                c.fetch_add(1, Ordering::SeqCst);
-                let (n, h) = (n.clone(), Arc::clone(&h));
+                let (n, h, hs, c) = (n.clone(), Arc::clone(&h), Arc::clone(&hs), Arc::clone(&c));
+                let used = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| respond(n.clone(), Arc::clone(&h), req));
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        if req.uri().path() != "/health" && !used.swap(true, Ordering::SeqCst) {
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }
+                        respond(n.clone(), Arc::clone(&h), hs.load(Ordering::SeqCst), req)
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -58,12 +68,18 @@ impl Upstream {
             addr,
             hits,
             conns,
+            health,
             task,
         }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The status `/health` answers from now on.
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::SeqCst);
     }
 
     pub fn conns(&self) -> usize {
@@ -80,10 +96,18 @@ impl Drop for Upstream {
 async fn respond(
     name: String,
     hits: Arc<AtomicUsize>,
+    health: u16,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
+    if path == "/health" {
+        return Ok(Response::builder()
+            .status(health)
+            .header("x-upstream", &name)
+            .body(Full::new(Bytes::from("health")))
+            .unwrap());
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
