@@ -49,7 +49,13 @@ impl Ctx<'_> {
         strip: Option<&str>,
     ) -> Result<Response<Body>, RequestError> {
         let client = self.worker.client(&self.snap.config.proxy);
-        proxy::forward(req, upstream, strip, self.peer, self.snap, &client).await
+        let via = proxy::Via {
+            peer: self.peer,
+            snap: self.snap,
+            client: &client,
+            permits: &self.worker.permits,
+        };
+        proxy::forward(req, upstream, strip, &via).await
     }
 }
 

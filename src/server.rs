@@ -120,7 +120,10 @@ fn run_worker(
         }
     };
     runtime.block_on(async move {
-        let worker = Arc::new(Worker::new(&shared.load().config.proxy));
+        let worker = Arc::new(Worker::new(
+            &shared.load().config.proxy,
+            Arc::clone(&permits),
+        ));
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         let mut loops = JoinSet::new();
         for listener in listeners {
@@ -148,8 +151,11 @@ fn run_worker(
                 stop.clone(),
             ));
         }
-        // The runtime (and every connection task on it) lives until all loops are done.
         while loops.join_next().await.is_some() {}
+        // Upgraded connections (WebSockets) are tasks of their own that may outlive every
+        // loop: keep the runtime alive. The control thread ends the process once they are
+        // done or `shutdown_timeout` has passed.
+        std::future::pending::<()>().await;
     });
 }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 
 use crate::config::ProxySettings;
 use crate::proxy::UpstreamClient;
@@ -18,13 +19,16 @@ use crate::static_files::FileCache;
 pub struct Worker {
     client: ArcSwap<UpstreamClient>,
     pub files: FileCache,
+    /// The process-wide connection limit (shared by all workers).
+    pub permits: Arc<Semaphore>,
 }
 
 impl Worker {
-    pub fn new(settings: &ProxySettings) -> Self {
+    pub fn new(settings: &ProxySettings, permits: Arc<Semaphore>) -> Self {
         Worker {
             client: ArcSwap::from_pointee(UpstreamClient::new(settings)),
             files: FileCache::default(),
+            permits,
         }
     }
 

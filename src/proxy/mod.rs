@@ -6,13 +6,16 @@
 
 mod client;
 mod headers;
+mod upgrade;
 
 use std::error::Error as StdError;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 
 pub use client::UpstreamClient;
 pub use headers::{set_forwarded, strip_hop_by_hop};
@@ -36,27 +39,61 @@ impl Peer {
     }
 }
 
+/// What forwarding one request needs besides the request.
+pub struct Via<'a> {
+    pub peer: &'a Peer,
+    pub snap: &'a Snapshot,
+    pub client: &'a UpstreamClient,
+    /// The connection limit; an upgraded connection takes a permit of its own.
+    pub permits: &'a Arc<Semaphore>,
+}
+
 /// Forwards `req` to `upstream`, removing `strip` (a route's path prefix) from the path.
 pub async fn forward(
     mut req: Request<Incoming>,
     upstream: &Upstream,
     strip: Option<&str>,
-    peer: &Peer,
-    snap: &Snapshot,
-    client: &UpstreamClient,
+    via: &Via<'_>,
 ) -> Result<Response<Body>, RequestError> {
-    let cfg = &snap.config;
+    let cfg = &via.snap.config;
     if declared_length(&req).is_some_and(|len| len > cfg.server.max_request_body) {
         return Err(RequestError::BodyTooLarge);
     }
+    let protocol = upgrade::requested(req.headers());
+    let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    rewrite_request(&mut req, upstream, strip, via)?;
+    if let Some(protocol) = protocol {
+        upgrade::restore_headers(req.headers_mut(), protocol);
+    }
+    let mut res = send(req, upstream, via).await?;
+    let upgraded = client_upgrade.and_then(|client| {
+        let permit = Arc::clone(via.permits).try_acquire_owned().ok();
+        upgrade::tunnel(client, &mut res, upstream.name.clone(), permit)
+    });
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgraded {
+        upgrade::restore_headers(&mut parts.headers, protocol);
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    Ok(Response::from_parts(parts, Body::Upstream(body)))
+}
+
+/// Points the request at the upstream and rewrites its headers in place.
+fn rewrite_request(
+    req: &mut Request<Incoming>,
+    upstream: &Upstream,
+    strip: Option<&str>,
+    via: &Via<'_>,
+) -> Result<(), RequestError> {
     let uri = upstream_uri(req.uri(), upstream, strip)?;
     if !req.headers().contains_key(header::HOST) {
         // HTTP/2 clients carry the host in the URI; the app still expects a Host header.
-        if let Some(host) = req
+        let host = req
             .uri()
             .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(host) = host {
             req.headers_mut().insert(header::HOST, host);
         }
     }
@@ -64,32 +101,29 @@ pub async fn forward(
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    set_forwarded(
-        headers,
-        peer.ip,
-        &peer.header_value,
-        &cfg.server.trusted_proxies,
-    );
+    let trusted = &via.snap.config.server.trusted_proxies;
+    set_forwarded(headers, via.peer.ip, &via.peer.header_value, trusted);
+    Ok(())
+}
 
-    let sent = tokio::time::timeout(cfg.proxy.response_timeout, client.http.request(req)).await;
-    let res = match sent {
-        Err(_) => {
-            return Err(RequestError::UpstreamTimeout {
-                upstream: upstream.name.clone(),
-                timeout: cfg.proxy.response_timeout,
-            })
-        }
-        Ok(Err(e)) => {
-            return Err(RequestError::UpstreamUnreachable {
-                upstream: format!("{} ({})", upstream.name, upstream.url),
-                cause: causes(&e),
-            })
-        }
-        Ok(Ok(res)) => res,
-    };
-    let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::Upstream(body)))
+/// Sends on a pooled connection; no response headers within `response_timeout` is a 504.
+async fn send(
+    req: Request<Incoming>,
+    upstream: &Upstream,
+    via: &Via<'_>,
+) -> Result<Response<Incoming>, RequestError> {
+    let timeout = via.snap.config.proxy.response_timeout;
+    match tokio::time::timeout(timeout, via.client.http.request(req)).await {
+        Err(_) => Err(RequestError::UpstreamTimeout {
+            upstream: upstream.name.clone(),
+            timeout,
+        }),
+        Ok(Err(e)) => Err(RequestError::UpstreamUnreachable {
+            upstream: format!("{} ({})", upstream.name, upstream.url),
+            cause: causes(&e),
+        }),
+        Ok(Ok(res)) => Ok(res),
+    }
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {

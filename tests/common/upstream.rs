@@ -4,7 +4,8 @@
 //! (method, path, headers, body length), so tests can assert what the proxy forwarded.
 //! Paths: `/slow/MS` answers after MS milliseconds; `/echo` answers with the request body;
 //! `/hop` answers with hop-by-hop headers the proxy must strip; `/health` answers with the
-//! status set by `set_health` (200 at first).
+//! status set by `set_health` (200 at first); `/ws` is a WebSocket that echoes every text
+//! message as `NAME: text`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ impl Upstream {
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -97,9 +99,12 @@ async fn respond(
     name: String,
     hits: Arc<AtomicUsize>,
     health: u16,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
+    if path == "/ws" {
+        return Ok(websocket_echo(name, &mut req));
+    }
     if path == "/health" {
         return Ok(Response::builder()
             .status(health)
@@ -148,4 +153,51 @@ async fn respond(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(json.to_string())))
         .unwrap())
+}
+
+/// Accepts a WebSocket upgrade and echoes text messages prefixed with the upstream's name.
+fn websocket_echo(name: String, req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        return Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(t) => {
+                    if ws
+                        .send(Message::text(format!("{name}: {t}")))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
