@@ -178,18 +178,13 @@ fn websocket_echo(name: String, req: &mut Request<Incoming>) -> Response<Full<By
         )
         .await;
         while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(t) => {
-                    if ws
-                        .send(Message::text(format!("{name}: {t}")))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+            let reply = match msg {
+                Message::Text(t) => Message::text(format!("{name}: {t}")),
                 Message::Close(_) => return,
-                _ => {}
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                return;
             }
         }
     });
