@@ -193,3 +193,76 @@ async fn http10_request_without_host_gets_the_upstream_authority() {
     let seen: serde_json::Value = serde_json::from_str(body).expect("json body");
     assert_eq!(seen["headers"]["host"], app.addr.to_string());
 }
+
+/// One daemon worker so that consecutive requests share one upstream pool.
+async fn through_closing_upstream() -> (Daemon, ClosingUpstream) {
+    let up = ClosingUpstream::start().await;
+    let conf = Conf::new("app").upstream("app", up.addr).build();
+    (Daemon::start(&conf), up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
+    let (mut d, up) = through_closing_upstream().await;
+    let mut conn = Conn::open(d.addr).await;
+    // Every second request on a pooled connection meets a close; each must still succeed.
+    for i in 0..6 {
+        let r = conn.get(&format!("/api/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "fresh");
+    }
+    let received = up.received();
+    assert!(
+        received.len() > 6,
+        "no stale connection was ever met: {received:?}"
+    );
+    d.wait_for_log("retrying GET /api/", Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_is_never_replayed() {
+    let (d, up) = through_closing_upstream().await;
+    let mut conn = Conn::open(d.addr).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = conn
+            .send(request("POST", &format!("/api/order/{i}"), "x=1"))
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert!(
+        statuses.contains(&502),
+        "a POST met no closed connection: {statuses:?}"
+    );
+    // Each POST reached the upstream exactly once.
+    let received = up.received();
+    for i in 0..6 {
+        let line = format!("POST /api/order/{i} HTTP/1.1");
+        assert_eq!(
+            received.iter().filter(|l| **l == line).count(),
+            1,
+            "{line}: {received:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_body_over_the_limit_is_cut_off_with_413() {
+    let (d, app) = proxy_with(&["max_request_body = \"1KiB\""], "").await;
+    let mut body = String::new();
+    for _ in 0..4 {
+        body.push_str(&format!("{:x}\r\n{}\r\n", 512, "y".repeat(512)));
+    }
+    body.push_str("0\r\n\r\n");
+    let req = format!("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+    let text = raw(d.addr, req.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // Under the limit, chunked bodies stream through.
+    let mut small = String::new();
+    small.push_str(&format!("{:x}\r\n{}\r\n0\r\n\r\n", 600, "z".repeat(600)));
+    let req = format!("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{small}");
+    let text = raw(d.addr, req.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with(&"z".repeat(600)));
+    let _ = app;
+}

@@ -6,15 +6,15 @@
 
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::request_body::RequestBody;
 use crate::config::ProxySettings;
 
 pub struct UpstreamClient {
-    pub(super) http: Client<HttpConnector, Incoming>,
+    pub(super) http: Client<HttpConnector, RequestBody>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
 }

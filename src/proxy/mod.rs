@@ -6,9 +6,10 @@
 
 mod client;
 mod headers;
+mod request_body;
+mod send;
 mod upgrade;
 
-use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ pub async fn forward(
     if let Some(protocol) = protocol {
         upgrade::restore_headers(req.headers_mut(), protocol);
     }
-    let mut res = send(req, upstream, via).await?;
+    let mut res = send::send(req, upstream, via).await?;
     let upgraded = client_upgrade.and_then(|client| {
         let permit = Arc::clone(via.permits).try_acquire_owned().ok();
         upgrade::tunnel(client, &mut res, upstream.name.clone(), permit)
@@ -106,26 +107,6 @@ fn rewrite_request(
     Ok(())
 }
 
-/// Sends on a pooled connection; no response headers within `response_timeout` is a 504.
-async fn send(
-    req: Request<Incoming>,
-    upstream: &Upstream,
-    via: &Via<'_>,
-) -> Result<Response<Incoming>, RequestError> {
-    let timeout = via.snap.config.proxy.response_timeout;
-    match tokio::time::timeout(timeout, via.client.http.request(req)).await {
-        Err(_) => Err(RequestError::UpstreamTimeout {
-            upstream: upstream.name.clone(),
-            timeout,
-        }),
-        Ok(Err(e)) => Err(RequestError::UpstreamUnreachable {
-            upstream: format!("{} ({})", upstream.name, upstream.url),
-            cause: causes(&e),
-        }),
-        Ok(Ok(res)) => Ok(res),
-    }
-}
-
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)?
@@ -157,16 +138,4 @@ fn upstream_uri(uri: &Uri, upstream: &Upstream, strip: Option<&str>) -> Result<U
     parts.authority = Some(upstream.authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).map_err(|e| RequestError::Internal(e.to_string()))
-}
-
-/// An error and its sources as one line: "client error (Connect): tcp connect error: ...".
-fn causes(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

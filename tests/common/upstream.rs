@@ -196,3 +196,76 @@ fn websocket_echo(name: String, req: &mut Request<Incoming>) -> Response<Full<By
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
+
+/// An upstream that answers the first request on each connection with keep-alive, then
+/// closes the connection when the next request arrives, without answering: the race a
+/// proxy loses when it reuses a pooled connection the app is just closing (Node's 5 s
+/// keep-alive timeout, an app restart).
+pub struct ClosingUpstream {
+    pub addr: SocketAddr,
+    /// Request lines received, including the ones answered by a close.
+    pub received: Arc<std::sync::Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl ClosingUpstream {
+    pub async fn start() -> ClosingUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let mut served = 0;
+                    let mut buf = vec![0u8; 65536];
+                    let mut pending = Vec::new();
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        pending.clear();
+                        log.lock()
+                            .unwrap()
+                            .push(head.lines().next().unwrap_or("").to_owned());
+                        if served == 1 {
+                            return; // closes the socket: no response
+                        }
+                        served += 1;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-upstream: fresh\r\n\r\nfresh")
+                            .await;
+                    }
+                });
+            }
+        });
+        ClosingUpstream {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ClosingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
