@@ -10,6 +10,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::static_files::FileBody;
+use crate::timeouts::RequestGuard;
 
 pub enum Body {
     Full(Option<Bytes>),
@@ -57,5 +58,46 @@ impl HttpBody for Body {
             Body::Upstream(incoming) => incoming.size_hint(),
             Body::File(file) => file.size_hint(),
         }
+    }
+}
+
+/// The body hyper sends: a `Body` that keeps its request counted as in progress (for the
+/// idle clock) until its last frame is out or it is dropped.
+pub struct ResponseBody {
+    body: Body,
+    guard: Option<RequestGuard>,
+}
+
+impl ResponseBody {
+    pub fn new(body: Body, guard: RequestGuard) -> Self {
+        ResponseBody {
+            body,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -12,6 +12,10 @@ use crate::body::Body;
 pub enum RequestError {
     #[error("malformed request path")]
     BadPath,
+    #[error("request has both Content-Length and Transfer-Encoding")]
+    AmbiguousFraming,
+    #[error("bad request body: {0}")]
+    BadBody(String),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -32,7 +36,9 @@ pub enum RequestError {
 impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
-            RequestError::BadPath => StatusCode::BAD_REQUEST,
+            RequestError::BadPath | RequestError::AmbiguousFraming | RequestError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             RequestError::NotFound => StatusCode::NOT_FOUND,
             RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -44,7 +50,9 @@ impl RequestError {
 
     fn body(&self) -> &'static str {
         match self {
-            RequestError::BadPath => "400 bad request\n",
+            RequestError::BadPath | RequestError::AmbiguousFraming | RequestError::BadBody(_) => {
+                "400 bad request\n"
+            }
             RequestError::NotFound => "404 not found\n",
             RequestError::MethodNotAllowed => "405 method not allowed\n",
             RequestError::BodyTooLarge => "413 request body too large\n",
@@ -66,8 +74,17 @@ impl RequestError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, RequestError::MethodNotAllowed) {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match self {
+            RequestError::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            // The rest of this connection's bytes cannot be trusted to be framed right.
+            RequestError::AmbiguousFraming
+            | RequestError::BodyTooLarge
+            | RequestError::BadBody(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         res
     }

@@ -22,9 +22,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::body::ResponseBody;
+use crate::error::RequestError;
 use crate::handler;
 use crate::proxy::Peer;
 use crate::snapshot::Shared;
+use crate::timeouts::{self, ClockedIo, ConnClock, Expired};
 use crate::worker::Worker;
 
 const BACKLOG: u32 = 4096;
@@ -124,7 +127,7 @@ fn run_worker(
             &shared.load().config.proxy,
             Arc::clone(&permits),
         ));
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let builder = Arc::new(http_builder());
         let mut loops = JoinSet::new();
         for listener in listeners {
             let listener = match listener
@@ -204,6 +207,17 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
+/// HTTP/1.1 and h2c (an ALB may speak either to its targets). No hyper timer: the
+/// header and idle timeouts are `timeouts`'s. Request heads are limited to 64 KiB, beyond
+/// which hyper answers 431 (nginx's default limit is 32 KiB).
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
+    builder
+}
+
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 async fn serve_connection(
     stream: TcpStream,
     ctx: Arc<ConnContext>,
@@ -211,14 +225,23 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let clock = ConnClock::new();
+    let io = TokioIo::new(ClockedIo::new(stream, Arc::clone(&clock)));
+    let shared = Arc::clone(&ctx.shared);
+    let request_clock = Arc::clone(&clock);
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
+        let refuse = request_clock.take_framing_conflict();
+        let guard = request_clock.begin_request();
         async move {
-            let res = handler::handle(req, &ctx.peer, &ctx.shared, &ctx.worker).await;
-            Ok::<_, Infallible>(res)
+            let res = match refuse {
+                true => RequestError::AmbiguousFraming.into_response(),
+                false => handler::handle(req, &ctx.peer, &ctx.shared, &ctx.worker).await,
+            };
+            Ok::<_, Infallible>(res.map(|body| ResponseBody::new(body, guard)))
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -226,9 +249,34 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+        expired = watchdog(&clock, &shared) => match expired {
+            Expired::Headers => {
+                tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
+                return;
+            }
+            Expired::Idle => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
+    }
+}
+
+/// Resolves when one of the connection's clocks runs out (timeouts from the snapshot in
+/// force, so a reload applies to open connections too).
+async fn watchdog(clock: &ConnClock, shared: &Shared) -> Expired {
+    loop {
+        let (header, idle) = {
+            let server = &shared.load().config.server;
+            (server.header_read_timeout, server.idle_timeout)
+        };
+        tokio::time::sleep(timeouts::tick(header, idle)).await;
+        if let Some(expired) = clock.expired(header, idle) {
+            return expired;
+        }
     }
 }
 

@@ -29,6 +29,23 @@ impl fmt::Display for BodyTooLarge {
 
 impl StdError for BodyTooLarge {}
 
+/// The client's body could not be read (malformed chunked encoding, client gone): the
+/// client's fault, answered 400 rather than blamed on the upstream.
+#[derive(Debug)]
+pub struct ClientBodyError(hyper::Error);
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "reading the request body: {}", self.0)
+    }
+}
+
+impl StdError for ClientBodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl RequestBody {
     pub fn streaming(body: Incoming, limit: u64) -> Self {
         RequestBody {
@@ -44,11 +61,11 @@ impl RequestBody {
         }
     }
 
-    /// Whether `e` (or any of its sources) is this limit tripping.
-    pub fn tripped(e: &(dyn StdError + 'static)) -> bool {
+    /// Whether `e` (or any of its sources) is an `E` raised by this body.
+    pub fn caused<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
         let mut next = Some(e);
         while let Some(err) = next {
-            if err.is::<BodyTooLarge>() {
+            if err.is::<E>() {
                 return true;
             }
             next = err.source();
@@ -71,7 +88,7 @@ impl Body for RequestBody {
         };
         let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
             None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => return Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
             Some(Ok(frame)) => frame,
         };
         if let Some(data) = frame.data_ref() {

@@ -7,7 +7,7 @@ use http::{Method, Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::request_body::RequestBody;
+use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
 use super::Via;
 use crate::config::Upstream;
 use crate::error::RequestError;
@@ -49,6 +49,8 @@ enum AttemptError {
     /// The connection closed or reset before a response: worth one retry when safe.
     Stale(String),
     TooLarge,
+    /// The client's own body was broken.
+    Client(String),
     Other(String),
 }
 
@@ -64,6 +66,7 @@ impl AttemptError {
                 timeout,
             },
             AttemptError::TooLarge => RequestError::BodyTooLarge,
+            AttemptError::Client(cause) => RequestError::BadBody(cause),
             AttemptError::Stale(cause) | AttemptError::Other(cause) => unreachable(cause),
         }
     }
@@ -77,7 +80,10 @@ async fn attempt(
     match tokio::time::timeout(timeout, via.client.http.request(req)).await {
         Err(_) => Err(AttemptError::Timeout(timeout)),
         Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) if RequestBody::tripped(&e) => Err(AttemptError::TooLarge),
+        Ok(Err(e)) if RequestBody::caused::<BodyTooLarge>(&e) => Err(AttemptError::TooLarge),
+        Ok(Err(e)) if RequestBody::caused::<ClientBodyError>(&e) => {
+            Err(AttemptError::Client(causes(&e)))
+        }
         Ok(Err(e)) if !e.is_connect() && closed_early(&e) => Err(AttemptError::Stale(causes(&e))),
         Ok(Err(e)) => Err(AttemptError::Other(causes(&e))),
     }

@@ -1,0 +1,183 @@
+//! Per-connection `header_read_timeout` and `idle_timeout`, kept apart.
+//!
+//! hyper's own `header_read_timeout` also runs across the idle gap between keep-alive
+//! requests (hyper PR #3828), so with it an idle connection would be cut after 10 s: far
+//! below the ALB's 60 s idle timeout, which must be the shorter of the two or the ALB
+//! reuses a connection that is being closed and answers 502. So hyper runs without a
+//! timer and this module keeps the two clocks itself:
+//!
+//! - the header clock runs from accept, and from the first byte of each later request, to
+//!   the end of the request headers (when the service is called); if it runs out the
+//!   connection is closed (slowloris);
+//! - the idle clock runs while no request is in progress and no new request has begun;
+//!   if it runs out the connection is closed gracefully.
+//!
+//! A request is in progress from the service call until its response body is finished
+//! (`RequestGuard`). A per-connection watchdog checks the clocks a few times per timeout.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::framing::HeadScan;
+
+const NOT_READING: u64 = u64::MAX;
+
+/// The clocks of one connection, as nanoseconds since it was accepted.
+pub struct ConnClock {
+    start: Instant,
+    active: AtomicU32,
+    idle_since: AtomicU64,
+    header_since: AtomicU64,
+    /// The head being read has both Content-Length and Transfer-Encoding (`framing`).
+    framing_conflict: AtomicBool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// The request headers did not arrive in time: close now.
+    Headers,
+    /// Nothing happened for `idle_timeout`: close gracefully.
+    Idle,
+}
+
+impl ConnClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ConnClock {
+            start: Instant::now(),
+            active: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            header_since: AtomicU64::new(0),
+            framing_conflict: AtomicBool::new(false),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Bytes arrived: if no request is in progress, a new one has begun (returns true).
+    fn on_read(&self) -> bool {
+        let starts = self.active.load(Ordering::Relaxed) == 0
+            && self.header_since.load(Ordering::Relaxed) == NOT_READING;
+        if starts {
+            self.header_since.store(self.now(), Ordering::Relaxed);
+        }
+        starts
+    }
+
+    /// Whether the request now starting had conflicting framing headers (and forget it).
+    pub fn take_framing_conflict(&self) -> bool {
+        self.framing_conflict.swap(false, Ordering::Relaxed)
+    }
+
+    /// The request headers are complete and the request is being handled.
+    pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.header_since.store(NOT_READING, Ordering::Relaxed);
+        RequestGuard(Arc::clone(self))
+    }
+
+    /// Which clock ran out, if any.
+    pub fn expired(&self, header_timeout: Duration, idle_timeout: Duration) -> Option<Expired> {
+        let now = self.now();
+        let header_since = self.header_since.load(Ordering::Relaxed);
+        if header_since != NOT_READING {
+            let late = now.saturating_sub(header_since) > header_timeout.as_nanos() as u64;
+            return late.then_some(Expired::Headers);
+        }
+        let idle = self.active.load(Ordering::Relaxed) == 0
+            && now.saturating_sub(self.idle_since.load(Ordering::Relaxed))
+                > idle_timeout.as_nanos() as u64;
+        idle.then_some(Expired::Idle)
+    }
+}
+
+/// Held while a request is in progress (until its response body is finished or dropped).
+pub struct RequestGuard(Arc<ConnClock>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let clock = &self.0;
+        if clock.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            clock.idle_since.store(clock.now(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// How often the watchdog looks: a quarter of the shorter timeout, within 10 ms..1 s.
+pub fn tick(header_timeout: Duration, idle_timeout: Duration) -> Duration {
+    (header_timeout.min(idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// The connection's socket, telling the clock when bytes arrive and scanning each request
+/// head for conflicting framing headers.
+pub struct ClockedIo<T> {
+    inner: T,
+    clock: Arc<ConnClock>,
+    head: HeadScan,
+}
+
+impl<T> ClockedIo<T> {
+    pub fn new(inner: T, clock: Arc<ConnClock>) -> Self {
+        let mut head = HeadScan::default();
+        head.start();
+        ClockedIo { inner, clock, head }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if this.clock.on_read() {
+                this.head.start();
+            }
+            if this.head.feed(&buf.filled()[before..]) == Some(true) {
+                this.clock.framing_conflict.store(true, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClockedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
