@@ -1,5 +1,5 @@
 //! The admin listener (`server.admin_listen`, loopback by default): `/status` as JSON for
-//! operators and for `switchyard switch`. Served by the control runtime, never by the
+//! operators and for `switchyard switch`, `/metrics` for Prometheus. Served by the control runtime, never by the
 //! public listeners, so no route or web-root file can shadow it and the load balancer
 //! never reaches it.
 
@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::Body;
+use crate::metrics;
 use crate::snapshot::Shared;
 
 /// Accepts admin connections until the process ends.
@@ -45,9 +46,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     match req.uri().path() {
         "/status" => json(StatusCode::OK, status(shared)),
+        "/metrics" => {
+            let mut res = Response::new(Body::full(metrics::render(shared)));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
         _ => json(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": "not found", "endpoints": ["/status"]}),
+            serde_json::json!({"error": "not found", "endpoints": ["/status", "/metrics"]}),
         ),
     }
 }

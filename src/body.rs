@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::observe::Completion;
 use crate::static_files::FileBody;
 use crate::timeouts::RequestGuard;
 
@@ -62,18 +63,36 @@ impl HttpBody for Body {
 }
 
 /// The body hyper sends: a `Body` that keeps its request counted as in progress (for the
-/// idle clock) until its last frame is out or it is dropped.
+/// idle clock) until its last frame is out or it is dropped, then reports the request
+/// (`observe`) with the bytes actually sent.
 pub struct ResponseBody {
     body: Body,
     guard: Option<RequestGuard>,
+    completion: Option<Completion>,
+    bytes: u64,
 }
 
 impl ResponseBody {
-    pub fn new(body: Body, guard: RequestGuard) -> Self {
+    pub fn new(body: Body, guard: RequestGuard, completion: Completion) -> Self {
         ResponseBody {
             body,
             guard: Some(guard),
+            completion: Some(completion),
+            bytes: 0,
         }
+    }
+
+    fn finish(&mut self) {
+        self.guard = None;
+        if let Some(c) = self.completion.take() {
+            c.finish(self.bytes);
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -87,8 +106,17 @@ impl HttpBody for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.guard = None;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                // hyper stops polling once the body says it has ended, and may keep it
+                // around until the next request: report now, not on drop.
+                if this.body.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
         }
         polled
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::access_log::AccessLogger;
 use crate::admin;
 use crate::config::{self, ConfigError};
 use crate::health_checks;
@@ -29,7 +30,7 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("cannot start worker threads: {0}")]
+    #[error("cannot start threads: {0}")]
     Workers(std::io::Error),
 }
 
@@ -43,7 +44,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         tracing::warn!("{w}");
     }
     let server_cfg = config.server.clone();
-    let shared = Arc::new(Shared::new(reload::initial(config)));
+    let access_log = AccessLogger::start(&config.server.access_log).map_err(StartError::Workers)?;
+    let shared = Arc::new(Shared::new(reload::initial(config), access_log));
     if let Some(path) = &server_cfg.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
             StartError::PidFile {
@@ -56,7 +58,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         let admin = admin::bind(addr)
             .and_then(tokio::net::TcpListener::from_std)
             .map_err(|source| StartError::Bind { addr, source })?;
-        tracing::info!("admin interface on {addr}: /status");
+        tracing::info!("admin interface on {addr}: /status, /metrics");
         tokio::spawn(admin::serve(admin, Arc::clone(&shared)));
     }
     log_startup(&shared, &listeners);
@@ -77,7 +79,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
                 let _ = reload::reload(&shared).await;
                 notify::ready();
             }
-            Intent::ReopenLogs => tracing::info!("SIGUSR1: no access log file to reopen"),
+            Intent::ReopenLogs => {
+                tracing::info!("SIGUSR1: reopening the access log");
+                shared.access_log.reopen();
+            }
             Intent::Shutdown => break,
         }
     }

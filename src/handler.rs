@@ -1,4 +1,5 @@
-//! The request path, one way through: load the snapshot once, route, one handler.
+//! The request path, one way through: the snapshot (loaded once by the caller), route, one
+//! handler; the answer comes back with how it was served, for metrics and the access log.
 
 use std::sync::Arc;
 
@@ -9,36 +10,27 @@ use crate::body::Body;
 use crate::config::{Fallback, Upstream};
 use crate::error::RequestError;
 use crate::health;
+use crate::metrics::RouteKind;
+use crate::observe::Served;
 use crate::proxy::{self, Peer};
 use crate::router::{self, Decision};
 use crate::snapshot::{Shared, Snapshot};
 use crate::static_files::{self, Outcome};
 use crate::worker::Worker;
 
-pub async fn handle(
-    req: Request<Incoming>,
-    peer: &Peer,
-    shared: &Shared,
-    worker: &Worker,
-) -> Response<Body> {
-    let snap = shared.load();
-    let ctx = Ctx {
-        peer,
-        shared,
-        worker,
-        snap: &snap,
-    };
-    dispatch(req, &ctx)
-        .await
-        .unwrap_or_else(RequestError::into_response)
+/// Everything one request may need besides itself.
+pub struct Ctx<'a> {
+    pub peer: &'a Peer,
+    pub shared: &'a Shared,
+    pub worker: &'a Worker,
+    pub snap: &'a Arc<Snapshot>,
 }
 
-/// Everything one request may need besides itself.
-struct Ctx<'a> {
-    peer: &'a Peer,
-    shared: &'a Shared,
-    worker: &'a Worker,
-    snap: &'a Arc<Snapshot>,
+type Answer = (Result<Response<Body>, RequestError>, Served);
+
+pub async fn handle(req: Request<Incoming>, ctx: &Ctx<'_>) -> (Response<Body>, Served) {
+    let (result, served) = dispatch(req, ctx).await;
+    (result.unwrap_or_else(RequestError::into_response), served)
 }
 
 impl Ctx<'_> {
@@ -59,47 +51,62 @@ impl Ctx<'_> {
     }
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, RequestError> {
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
     let snap = ctx.snap;
     match router::decide(&snap.config, &req) {
-        Decision::Health => Ok(health::health(snap)),
-        Decision::Ready => Ok(health::ready(snap, ctx.shared).await),
-        Decision::RouteSlash => Ok(static_files::redirect_to_slash(
-            req.uri().path(),
-            req.uri().query(),
-        )),
+        Decision::Health => (Ok(health::health(snap)), Served::by(RouteKind::Endpoint)),
+        Decision::Ready => (
+            Ok(health::ready(snap, ctx.shared).await),
+            Served::by(RouteKind::Endpoint),
+        ),
+        Decision::RouteSlash => (
+            Ok(static_files::redirect_to_slash(
+                req.uri().path(),
+                req.uri().query(),
+            )),
+            Served::by(RouteKind::Route),
+        ),
         Decision::Route(route) => {
             let strip = route
                 .strip_prefix
                 .then(|| route.path_prefix.as_ref().map(|p| p.base.as_str()))
                 .flatten();
-            ctx.proxy(req, &route.upstream, strip).await
+            let served = Served::proxied(RouteKind::Route, &route.upstream);
+            (ctx.proxy(req, &route.upstream, strip).await, served)
         }
         Decision::Local => local(req, ctx).await,
     }
 }
 
 /// The web root first, then `fallback`.
-async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Result<Response<Body>, RequestError> {
+async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
     let snap = ctx.snap;
-    if let Outcome::Response(res) = static_files::serve(&req, snap, &ctx.worker.files).await? {
-        return Ok(res);
+    match static_files::serve(&req, snap, &ctx.worker.files).await {
+        Ok(Outcome::Response(res)) => return (Ok(res), Served::by(RouteKind::Static)),
+        Err(e) => return (Err(e), Served::by(RouteKind::Static)),
+        Ok(Outcome::NotHere) => {}
     }
     let fallback = snap
         .config
         .static_files
         .as_ref()
         .map_or(Fallback::Upstream, |s| s.fallback);
-    match fallback {
-        Fallback::Upstream => ctx.proxy(req, &snap.config.active, None).await,
+    let result = match fallback {
+        Fallback::Upstream => {
+            let active = &snap.config.active;
+            let served = Served::proxied(RouteKind::Fallback, active);
+            return (ctx.proxy(req, active, None).await, served);
+        }
         Fallback::Index if is_page_request(&req) => {
-            match static_files::serve_index(&req, snap, &ctx.worker.files).await? {
-                Outcome::Response(res) => Ok(res),
-                Outcome::NotHere => Err(RequestError::NotFound),
+            match static_files::serve_index(&req, snap, &ctx.worker.files).await {
+                Ok(Outcome::Response(res)) => Ok(res),
+                Ok(Outcome::NotHere) => Err(RequestError::NotFound),
+                Err(e) => Err(e),
             }
         }
         Fallback::Index | Fallback::NotFound => Err(RequestError::NotFound),
-    }
+    };
+    (result, Served::by(RouteKind::Fallback))
 }
 
 /// A single-page app answers unknown *pages* with its index, but a missing asset

@@ -5,6 +5,7 @@
 //! `router` decides -> `health`, `proxy` or `static_files` answers. Only `reload` writes
 //! the snapshot.
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod config;
@@ -14,6 +15,8 @@ pub mod framing;
 pub mod handler;
 pub mod health;
 pub mod health_checks;
+pub mod metrics;
+pub mod observe;
 pub mod proxy;
 pub mod reload;
 pub mod router;

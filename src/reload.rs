@@ -45,7 +45,13 @@ pub async fn reload(shared: &Shared) -> Result<u64, String> {
         ok: outcome.is_ok(),
         message,
     });
+    let counter = match outcome {
+        Ok(_) => &shared.metrics.reloads_ok,
+        Err(_) => &shared.metrics.reloads_failed,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let next = outcome?;
+    shared.access_log.configure(&next.config.server.access_log);
     let generation = next.generation;
     shared.store(next);
     Ok(generation)

@@ -12,8 +12,12 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -22,9 +26,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::body::ResponseBody;
+use crate::body::{Body, ResponseBody};
 use crate::error::RequestError;
 use crate::handler;
+use crate::metrics::RouteKind;
+use crate::observe::{Completion, RequestFacts, Served};
 use crate::proxy::Peer;
 use crate::snapshot::Shared;
 use crate::timeouts::{self, ClockedIo, ConnClock, Expired};
@@ -126,6 +132,7 @@ fn run_worker(
         let worker = Arc::new(Worker::new(
             &shared.load().config.proxy,
             Arc::clone(&permits),
+            shared.metrics.shard(),
         ));
         let builder = Arc::new(http_builder());
         let mut loops = JoinSet::new();
@@ -199,7 +206,14 @@ async fn accept_loop(
         let builder = Arc::clone(&builder);
         let stop = stop.clone();
         connections.spawn(async move {
+            let open = &ctx.shared.metrics.open_connections;
+            open.fetch_add(1, Ordering::Relaxed);
+            let shared = Arc::clone(&ctx.shared);
             serve_connection(stream, ctx, &builder, stop).await;
+            shared
+                .metrics
+                .open_connections
+                .fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -234,11 +248,10 @@ async fn serve_connection(
         let refuse = request_clock.take_framing_conflict();
         let guard = request_clock.begin_request();
         async move {
-            let res = match refuse {
-                true => RequestError::AmbiguousFraming.into_response(),
-                false => handler::handle(req, &ctx.peer, &ctx.shared, &ctx.worker).await,
-            };
-            Ok::<_, Infallible>(res.map(|body| ResponseBody::new(body, guard)))
+            let res = serve_request(req, &ctx, refuse).await;
+            Ok::<_, Infallible>(
+                res.map(|(body, completion)| ResponseBody::new(body, guard, completion)),
+            )
         }
     });
     let conn = builder.serve_connection_with_upgrades(io, service);
@@ -263,6 +276,41 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
     }
+}
+
+/// One request: the snapshot loaded once, the handler, and what will report it when the
+/// response is done.
+async fn serve_request(
+    req: Request<Incoming>,
+    conn: &ConnContext,
+    framing_conflict: bool,
+) -> Response<(Body, Completion)> {
+    let started = Instant::now();
+    let snap = conn.shared.load();
+    let facts = RequestFacts::capture(&req, conn.peer.ip, &snap);
+    let (res, served) = match framing_conflict {
+        true => (
+            RequestError::AmbiguousFraming.into_response(),
+            Served::by(RouteKind::Endpoint),
+        ),
+        false => {
+            let ctx = handler::Ctx {
+                peer: &conn.peer,
+                shared: &conn.shared,
+                worker: &conn.worker,
+                snap: &snap,
+            };
+            handler::handle(req, &ctx).await
+        }
+    };
+    let completion = Completion {
+        started,
+        status: res.status().as_u16(),
+        served,
+        shard: Arc::clone(&conn.worker.metrics),
+        facts: facts.map(|f| (f, Arc::clone(&conn.shared), Arc::clone(&snap))),
+    };
+    res.map(|body| (body, completion))
 }
 
 /// Resolves when one of the connection's clocks runs out (timeouts from the snapshot in

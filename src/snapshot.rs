@@ -13,8 +13,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::access_log::AccessLogger;
 use crate::config::Config;
 use crate::health_checks::HealthTable;
+use crate::metrics::Metrics;
 
 pub struct Snapshot {
     pub config: Config,
@@ -72,16 +74,20 @@ pub struct Shared {
     current: ArcSwap<Snapshot>,
     /// Results of the active upstream checks.
     pub health: HealthTable,
+    pub metrics: Metrics,
+    pub access_log: AccessLogger,
     pub started: SystemTime,
     draining: AtomicBool,
     last_reload: Mutex<Option<ReloadRecord>>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Self {
+    pub fn new(snapshot: Snapshot, access_log: AccessLogger) -> Self {
         Shared {
             current: ArcSwap::from_pointee(snapshot),
             health: HealthTable::default(),
+            metrics: Metrics::default(),
+            access_log,
             started: SystemTime::now(),
             draining: AtomicBool::new(false),
             last_reload: Mutex::new(None),

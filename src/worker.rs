@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::config::ProxySettings;
+use crate::metrics::Shard;
 use crate::proxy::UpstreamClient;
 use crate::static_files::FileCache;
 
@@ -21,14 +22,17 @@ pub struct Worker {
     pub files: FileCache,
     /// The process-wide connection limit (shared by all workers).
     pub permits: Arc<Semaphore>,
+    /// This worker's metrics counters.
+    pub metrics: Arc<Shard>,
 }
 
 impl Worker {
-    pub fn new(settings: &ProxySettings, permits: Arc<Semaphore>) -> Self {
+    pub fn new(settings: &ProxySettings, permits: Arc<Semaphore>, metrics: Arc<Shard>) -> Self {
         Worker {
             client: ArcSwap::from_pointee(UpstreamClient::new(settings)),
             files: FileCache::default(),
             permits,
+            metrics,
         }
     }
 

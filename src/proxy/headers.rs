@@ -111,6 +111,11 @@ fn append(chain: &str, peer: &HeaderValue) -> HeaderValue {
 /// `real_ip_recursive on`). An entry that is not an IP address ends the walk: nothing to
 /// its left can be believed.
 fn real_ip(chain: &str, peer: IpAddr, is_trusted: &dyn Fn(&IpAddr) -> bool) -> HeaderValue {
+    let found = walk(chain, peer, is_trusted);
+    HeaderValue::from_str(&found.to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+fn walk(chain: &str, peer: IpAddr, is_trusted: &dyn Fn(&IpAddr) -> bool) -> IpAddr {
     let mut found = peer;
     for entry in chain.rsplit(',') {
         if !is_trusted(&found) {
@@ -121,7 +126,20 @@ fn real_ip(chain: &str, peer: IpAddr, is_trusted: &dyn Fn(&IpAddr) -> bool) -> H
             Err(_) => break,
         }
     }
-    HeaderValue::from_str(&found.to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    found
+}
+
+/// The client's address as `X-Real-IP` would say it, for the access log: the peer, or
+/// behind trusted proxies the right-most untrusted address of `X-Forwarded-For`.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    match joined(headers, &X_FORWARDED_FOR) {
+        Some(chain) => walk(&chain, peer, &is_trusted),
+        None => peer,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 pub use client::UpstreamClient;
-pub use headers::{set_forwarded, strip_hop_by_hop};
+pub use headers::{client_ip, set_forwarded, strip_hop_by_hop};
 
 use crate::body::Body;
 use crate::config::Upstream;

@@ -1,0 +1,104 @@
+//! What every finished request reports: a metrics sample and, when enabled, an access log
+//! line. Both are emitted when the response body is finished (or dropped, when the client
+//! went away), so the byte count and the duration cover the whole response.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{header, HeaderValue, Method, Request, Uri, Version};
+
+use crate::access_log::Entry;
+use crate::config::{AccessLog, Upstream};
+use crate::metrics::{RouteKind, Shard};
+use crate::proxy::client_ip;
+use crate::snapshot::{Shared, Snapshot};
+
+/// How the handler answered a request.
+pub struct Served {
+    pub kind: RouteKind,
+    pub upstream: Option<Arc<Upstream>>,
+}
+
+impl Served {
+    pub fn by(kind: RouteKind) -> Self {
+        Served {
+            kind,
+            upstream: None,
+        }
+    }
+
+    pub fn proxied(kind: RouteKind, upstream: &Arc<Upstream>) -> Self {
+        Served {
+            kind,
+            upstream: Some(Arc::clone(upstream)),
+        }
+    }
+}
+
+/// The request facts an access log line needs, taken before the request is consumed.
+pub struct RequestFacts {
+    time: SystemTime,
+    client: IpAddr,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    referer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl RequestFacts {
+    /// `None` when the access log is off: then nothing is copied.
+    pub fn capture<B>(req: &Request<B>, peer: IpAddr, snap: &Snapshot) -> Option<Self> {
+        let server = &snap.config.server;
+        if server.access_log == AccessLog::Off {
+            return None;
+        }
+        Some(RequestFacts {
+            time: SystemTime::now(),
+            client: client_ip(req.headers(), peer, &server.trusted_proxies),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: req.headers().get(header::REFERER).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        })
+    }
+}
+
+/// Carried by the response body until it is done.
+pub struct Completion {
+    pub started: Instant,
+    pub status: u16,
+    pub served: Served,
+    pub shard: Arc<Shard>,
+    pub facts: Option<(RequestFacts, Arc<Shared>, Arc<Snapshot>)>,
+}
+
+impl Completion {
+    pub fn finish(self, bytes: u64) {
+        let took = self.started.elapsed();
+        let upstream = self.served.upstream.as_ref().map(|u| u.name.as_str());
+        self.shard
+            .record(self.served.kind, upstream, self.status, took);
+        if let Some((facts, shared, snap)) = self.facts {
+            let entry = Entry {
+                time: facts.time,
+                client: facts.client,
+                method: &facts.method,
+                uri: &facts.uri,
+                version: facts.version,
+                status: self.status,
+                bytes,
+                referer: facts.referer.as_ref(),
+                user_agent: facts.user_agent.as_ref(),
+                duration: took,
+                upstream,
+                kind: self.served.kind.as_str(),
+            };
+            shared
+                .access_log
+                .log(entry.render(snap.config.server.access_log_format));
+        }
+    }
+}

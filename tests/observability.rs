@@ -1,0 +1,219 @@
+//! Access log (combined and JSON, file reopen on SIGUSR1) and Prometheus metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn read_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let lines = read_lines(path);
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "expected {n} lines in {}: {:?}",
+        path.display(),
+        read_lines(path)
+    );
+}
+
+/// nginx's default `combined` format, as the regex goaccess and log shippers use.
+fn parse_combined(line: &str) -> Option<Vec<String>> {
+    // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+    let re = regex_lite(line)?;
+    Some(re)
+}
+
+/// A hand-rolled equivalent of
+/// `^(\S+) - (\S+) \[([^\]]+)\] "([^"]*)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"$`.
+fn regex_lite(line: &str) -> Option<Vec<String>> {
+    let (addr, rest) = line.split_once(" - ")?;
+    let (user, rest) = rest.split_once(" [")?;
+    let (time, rest) = rest.split_once("] \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let (status, rest) = rest.split_once(' ')?;
+    let (bytes, rest) = rest.split_once(" \"")?;
+    let (referer, rest) = rest.split_once("\" \"")?;
+    let agent = rest.strip_suffix('"')?;
+    let ok = !addr.contains(' ')
+        && !user.contains(' ')
+        && status.len() == 3
+        && status.bytes().all(|b| b.is_ascii_digit())
+        && bytes.bytes().all(|b| b.is_ascii_digit())
+        && !request.contains('"')
+        && !referer.contains('"')
+        && !agent.contains('"')
+        && time.len() == 26
+        && time.ends_with(" +0000");
+    ok.then(|| {
+        [addr, user, time, request, status, bytes, referer, agent]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_access_log_matches_nginx_format_and_reopens_on_sigusr1() {
+    let app = Upstream::start("app").await;
+    let dir = scratch();
+    let log = dir.path().join("access.log");
+    let conf = Conf::new("app")
+        .upstream("app", app.addr)
+        .server(&format!("access_log = \"{}\"", log.display()))
+        .build();
+    let d = Daemon::start_in(dir, &conf);
+    let mut req = get("/api/items?page=2");
+    req.headers_mut()
+        .insert("user-agent", "test-agent/1.0".parse().unwrap());
+    req.headers_mut()
+        .insert("referer", "https://example.com/".parse().unwrap());
+    let r = send(d.addr, req).await;
+    let body_len = r.body.len();
+    fetch(d.addr, "/healthz").await;
+    let lines = wait_lines(&log, 2).await;
+    let f =
+        parse_combined(&lines[0]).unwrap_or_else(|| panic!("not combined format: {}", lines[0]));
+    assert_eq!(f[0], "127.0.0.1");
+    assert_eq!(f[3], "GET /api/items?page=2 HTTP/1.1");
+    assert_eq!(f[4], "200");
+    assert_eq!(f[5], body_len.to_string());
+    assert_eq!(f[6], "https://example.com/");
+    assert_eq!(f[7], "test-agent/1.0");
+    let f = parse_combined(&lines[1]).unwrap();
+    assert_eq!(
+        (f[3].as_str(), f[6].as_str(), f[7].as_str()),
+        ("GET /healthz HTTP/1.1", "-", "-")
+    );
+
+    // logrotate: rename, SIGUSR1, and new lines go to a fresh file.
+    let rotated = d.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    d.signal(libc::SIGUSR1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fetch(d.addr, "/api/after-rotate").await;
+    let fresh = wait_lines(&log, 1).await;
+    assert!(fresh[0].contains("GET /api/after-rotate"), "{fresh:?}");
+    assert_eq!(read_lines(&rotated).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_log_has_upstream_route_and_duration() {
+    let app = Upstream::start("app").await;
+    let dir = scratch();
+    let log = dir.path().join("access.json");
+    let conf = Conf::new("app")
+        .upstream("app", app.addr)
+        .server(&format!("access_log = \"{}\"", log.display()))
+        .server("access_log_format = \"json\"")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .build();
+    let d = Daemon::start_in(dir, &conf);
+    let mut req = request("POST", "/echo", "12345");
+    req.headers_mut()
+        .insert("x-forwarded-for", "198.51.100.4".parse().unwrap());
+    send(d.addr, req).await;
+    let lines = wait_lines(&log, 1).await;
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        v["client"], "198.51.100.4",
+        "client is the real client behind a trusted proxy"
+    );
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/echo");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["bytes"], 5);
+    assert_eq!(v["upstream"], "app");
+    assert_eq!(v["route"], "fallback");
+    assert!(v["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["time"].as_f64().unwrap() > 1.7e9);
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_exactly_the_requests_sent() {
+    let app = Upstream::start("app").await;
+    let admin = dead_addr();
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/a.txt"), "a").unwrap();
+    let conf = Conf::new("app")
+        .upstream("app", app.addr)
+        .server(&format!("admin_listen = \"{admin}\""))
+        .server("access_log = \"off\"")
+        .extra("[static]\nroot = \"www\"\n")
+        .build();
+    let mut d = Daemon::start_in(dir, &conf);
+    let before = fetch(admin, "/metrics").await.text();
+    for _ in 0..7 {
+        assert_eq!(fetch(d.addr, "/api/x").await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(fetch(d.addr, "/a.txt").await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(fetch(d.addr, "/.env").await.status, 404);
+    }
+    d.reload_with(&conf.replace(
+        "access_log = \"off\"",
+        "access_log = \"off\"\nidle_timeout = \"80s\"",
+    ));
+    let mut held = Conn::open(d.addr).await;
+    assert_eq!(held.get("/healthz").await.status, 200);
+    let after = fetch(admin, "/metrics").await.text();
+    let delta = |series: &str| metric(&after, series) - metric(&before, series);
+    assert_eq!(
+        delta("switchyard_requests_total{route=\"fallback\",upstream=\"app\",status=\"2xx\"}"),
+        7,
+        "{after}"
+    );
+    assert_eq!(
+        delta("switchyard_requests_total{route=\"static\",upstream=\"\",status=\"2xx\"}"),
+        3
+    );
+    assert_eq!(
+        delta("switchyard_requests_total{route=\"static\",upstream=\"\",status=\"4xx\"}"),
+        2
+    );
+    assert_eq!(
+        delta("switchyard_request_duration_seconds_count"),
+        13,
+        "{after}"
+    );
+    assert_eq!(
+        delta("switchyard_requests_total{route=\"endpoint\",upstream=\"\",status=\"2xx\"}"),
+        1
+    );
+    assert_eq!(metric(&after, "switchyard_reloads_total{result=\"ok\"}"), 1);
+    assert_eq!(
+        metric(&after, "switchyard_reloads_total{result=\"failed\"}"),
+        0
+    );
+    assert_eq!(metric(&after, "switchyard_config_generation"), 2);
+    assert_eq!(
+        metric(
+            &after,
+            "switchyard_upstream_up{upstream=\"app\",active=\"true\"}"
+        ),
+        1
+    );
+    assert_eq!(metric(&after, "switchyard_open_connections"), 1);
+    assert!(after.contains("# TYPE switchyard_request_duration_seconds histogram"));
+}
