@@ -266,3 +266,65 @@ async fn chunked_body_over_the_limit_is_cut_off_with_413() {
     assert!(text.ends_with(&"z".repeat(600)));
     let _ = app;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_peers_and_cidrs() {
+    let app = Upstream::start("app").await;
+    let conf = Conf::new("app")
+        .listen("[::1]:0")
+        .upstream("app", app.addr)
+        .server("trusted_proxies = [\"::1/128\"]")
+        .build();
+    let d = Daemon::start(&conf);
+    assert!(d.addr.is_ipv6());
+    let mut req = get("/api/v6");
+    req.headers_mut()
+        .insert("x-forwarded-for", "2001:db8::5, ::1".parse().unwrap());
+    let seen = send(d.addr, req).await.json()["headers"].clone();
+    assert_eq!(seen["x-forwarded-for"], "2001:db8::5, ::1, ::1");
+    assert_eq!(seen["x-real-ip"], "2001:db8::5");
+
+    let untrusted = Conf::new("app")
+        .listen("[::1]:0")
+        .upstream("app", app.addr)
+        .build();
+    let d = Daemon::start(&untrusted);
+    let mut req = get("/api/v6");
+    req.headers_mut()
+        .insert("x-forwarded-for", "2001:db8::5".parse().unwrap());
+    req.headers_mut()
+        .insert("x-real-ip", "2001:db8::5".parse().unwrap());
+    let seen = send(d.addr, req).await.json()["headers"].clone();
+    assert_eq!(seen["x-forwarded-for"], "::1");
+    assert_eq!(seen["x-real-ip"], "::1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_and_proxied_over_http1() {
+    let (d, _app) = proxy_with(&[], "").await;
+    let stream = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = http::Request::builder()
+            .uri(format!("http://shop.example.com/api/h2/{i}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let res = sender.send_request(req).await.expect("h2 response");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(seen["version"], "HTTP/1.1");
+        assert_eq!(seen["headers"]["host"], "shop.example.com");
+        assert_eq!(seen["uri"], format!("/api/h2/{i}"));
+    }
+}

@@ -3,8 +3,10 @@
 //!
 //! Rules (SPEC "Static files"): `.` and `..` segments, decoded or not, are refused; an
 //! encoded slash or backslash (`%2F`, `%5C`) is refused rather than decoded into a
-//! separator; NUL and malformed escapes are malformed requests; dotfiles are hidden except
-//! under `/.well-known/`. Symlinks are checked after resolution, in `lookup`.
+//! separator; NUL, other control characters and malformed escapes are malformed requests
+//! (hyper already refuses raw control bytes in a request line; this function does not rely
+//! on it: the fuzzer found that it once did); dotfiles are hidden except under
+//! `/.well-known/`. Symlinks are checked after resolution, in `lookup`.
 
 use std::borrow::Cow;
 
@@ -33,6 +35,9 @@ pub fn sanitize(raw_path: &str) -> Result<SafePath<'_>, PathRejection> {
         return Err(PathRejection::Malformed);
     }
     let decoded = percent_decode(raw_path)?;
+    if decoded.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(PathRejection::Malformed);
+    }
     let trailing_slash = decoded.ends_with('/');
     let mut first = true;
     for segment in decoded.split('/').filter(|s| !s.is_empty()) {
@@ -156,7 +161,18 @@ mod tests {
 
     #[test]
     fn malformed() {
-        for p in ["/a%00b", "/a%zz", "/a%2", "/a%", "/%ff%fe", "relative", ""] {
+        for p in [
+            "/a%00b",
+            "/a%zz",
+            "/a%2",
+            "/a%",
+            "/%ff%fe",
+            "relative",
+            "",
+            "/a\0b",
+            "/a%0ab",
+            "/p.s/app.\0\x10ellod",
+        ] {
             assert_eq!(rel(p), Err(Malformed), "{p}");
         }
     }

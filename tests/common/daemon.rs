@@ -182,6 +182,7 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 #[derive(Default, Clone)]
 pub struct Conf {
     active: String,
+    listen: Option<String>,
     server: Vec<String>,
     upstreams: Vec<String>,
     extra: Vec<String>,
@@ -212,6 +213,12 @@ impl Conf {
         self
     }
 
+    /// Listen somewhere else than 127.0.0.1:0 (say "[::1]:0").
+    pub fn listen(mut self, addr: &str) -> Conf {
+        self.listen = Some(addr.to_owned());
+        self
+    }
+
     pub fn active(mut self, name: &str) -> Conf {
         self.active = name.to_owned();
         self
@@ -219,8 +226,9 @@ impl Conf {
 
     pub fn build(&self) -> String {
         format!(
-            "active = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\n\n[upstreams]\n{}\n\n{}\n",
+            "active = \"{}\"\n[server]\nlisten = \"{}\"\n{}\n\n[upstreams]\n{}\n\n{}\n",
             self.active,
+            self.listen.as_deref().unwrap_or("127.0.0.1:0"),
             self.server.join("\n"),
             self.upstreams.join("\n"),
             self.extra.join("\n")
