@@ -10,30 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct BlueGreen {
-    blue: Upstream,
-    green: Upstream,
-}
-
-impl BlueGreen {
-    async fn start() -> BlueGreen {
-        BlueGreen {
-            blue: Upstream::start("blue").await,
-            green: Upstream::start("green").await,
-        }
-    }
-
-    /// Both colors with a health path, checked every 200 ms.
-    fn conf(&self, active: &str) -> Conf {
-        Conf::new(active)
-            .extra("[proxy]\nhealth_interval = \"200ms\"\n")
-            .extra(&format!(
-                "[upstreams.blue]\nurl = \"http://{}\"\nhealth = \"/health\"\n[upstreams.green]\nurl = \"http://{}\"\nhealth = \"/health\"\n",
-                self.blue.addr, self.green.addr
-            ))
-    }
-}
-
 async fn status(admin: std::net::SocketAddr) -> serde_json::Value {
     fetch(admin, "/status").await.json()
 }
@@ -53,7 +29,7 @@ async fn health_checks_drive_ready_and_status_and_log_changes_once() {
     let bg = BlueGreen::start().await;
     let admin = dead_addr();
     let conf = bg
-        .conf("blue")
+        .checked_conf("blue")
         .server(&format!("admin_listen = \"{admin}\""))
         .build();
     let mut d = Daemon::start(&conf);
@@ -98,7 +74,7 @@ async fn a_switch_to_an_unhealthy_color_is_refused_and_visible_in_status() {
     let bg = BlueGreen::start().await;
     let admin = dead_addr();
     let conf = |active: &str| {
-        bg.conf(active)
+        bg.checked_conf(active)
             .server(&format!("admin_listen = \"{admin}\""))
             .build()
     };
@@ -132,7 +108,7 @@ fn switch_conf(
     dir: &std::path::Path,
     admin: Option<std::net::SocketAddr>,
 ) -> String {
-    let mut c = bg.conf("blue").server(&format!(
+    let mut c = bg.checked_conf("blue").server(&format!(
         "pid_file = \"{}\"",
         dir.join("switchyard.pid").display()
     ));
@@ -239,7 +215,7 @@ async fn zero_failed_requests_while_switching_twenty_times_under_load() {
     const CLIENTS: usize = 24;
     const SWITCHES: usize = 20;
     let bg = BlueGreen::start().await;
-    let mut d = Daemon::start(&bg.conf("blue").build());
+    let mut d = Daemon::start(&bg.checked_conf("blue").build());
     let addr = d.addr;
     let running = Arc::new(AtomicBool::new(true));
     let (ok_blue, ok_green, errors) = (
@@ -284,7 +260,7 @@ async fn zero_failed_requests_while_switching_twenty_times_under_load() {
     for i in 0..SWITCHES {
         tokio::time::sleep(Duration::from_millis(10_000 / SWITCHES as u64 - 50)).await;
         let color = if i % 2 == 0 { "green" } else { "blue" };
-        std::fs::write(&d.config, bg.conf(color).build()).unwrap();
+        std::fs::write(&d.config, bg.checked_conf(color).build()).unwrap();
         let t = Instant::now();
         d.signal(libc::SIGHUP);
         let want = i as u64 + 2;

@@ -7,26 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-struct BlueGreen {
-    blue: Upstream,
-    green: Upstream,
-}
-
-impl BlueGreen {
-    async fn start() -> BlueGreen {
-        BlueGreen {
-            blue: Upstream::start("blue").await,
-            green: Upstream::start("green").await,
-        }
-    }
-
-    fn conf(&self, active: &str) -> Conf {
-        Conf::new(active)
-            .upstream("blue", self.blue.addr)
-            .upstream("green", self.green.addr)
-    }
-}
-
 async fn health(d: &Daemon) -> serde_json::Value {
     fetch(d.addr, "/healthz").await.json()
 }

@@ -87,6 +87,10 @@ impl Daemon {
 
     /// Like `wait_for_log`, looking only at lines after the first `skip`.
     pub fn wait_for_log_after(&mut self, skip: usize, needle: &str, timeout: Duration) -> String {
+        blocking(|| self.poll_log(skip, needle, timeout))
+    }
+
+    fn poll_log(&mut self, skip: usize, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self
@@ -138,6 +142,10 @@ impl Daemon {
 
     /// Waits for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        blocking(|| self.poll_exit(timeout))
+    }
+
+    fn poll_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -162,6 +170,18 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs a blocking wait without starving the test's own runtime: in a multi-thread
+/// runtime the worker hands its queued tasks (the test's upstreams) to another thread
+/// first, so an upstream task parked on this worker can still answer.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

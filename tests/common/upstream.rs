@@ -269,3 +269,35 @@ impl Drop for ClosingUpstream {
         self.task.abort();
     }
 }
+
+/// Two colors of the same app, for blue/green tests.
+pub struct BlueGreen {
+    pub blue: Upstream,
+    pub green: Upstream,
+}
+
+impl BlueGreen {
+    pub async fn start() -> BlueGreen {
+        BlueGreen {
+            blue: Upstream::start("blue").await,
+            green: Upstream::start("green").await,
+        }
+    }
+
+    /// Both colors as plain `host:port` upstreams.
+    pub fn conf(&self, active: &str) -> super::Conf {
+        super::Conf::new(active)
+            .upstream("blue", self.blue.addr)
+            .upstream("green", self.green.addr)
+    }
+
+    /// Both colors with a `/health` path, checked every 200 ms.
+    pub fn checked_conf(&self, active: &str) -> super::Conf {
+        super::Conf::new(active)
+            .extra("[proxy]\nhealth_interval = \"200ms\"\n")
+            .extra(&format!(
+                "[upstreams.blue]\nurl = \"http://{}\"\nhealth = \"/health\"\n[upstreams.green]\nurl = \"http://{}\"\nhealth = \"/health\"\n",
+                self.blue.addr, self.green.addr
+            ))
+    }
+}
