@@ -17,6 +17,8 @@ const TRANSFER_ENCODING: &[u8] = b"transfer-encoding:";
 #[derive(Default)]
 pub struct HeadScan {
     scanning: bool,
+    /// httparse skips empty lines before the request line; so must the scan.
+    seen_request_line: bool,
     line_pos: usize,
     cl_alive: bool,
     te_alive: bool,
@@ -41,6 +43,7 @@ impl HeadScan {
         for &b in bytes {
             match b {
                 b'\r' => {}
+                b'\n' if self.line_pos == 0 && !self.seen_request_line => {}
                 b'\n' if self.line_pos == 0 => {
                     self.scanning = false;
                     return Some(self.saw_cl && self.saw_te);
@@ -53,6 +56,7 @@ impl HeadScan {
     }
 
     fn new_line(&mut self) {
+        self.seen_request_line = true;
         self.line_pos = 0;
         self.cl_alive = true;
         self.te_alive = true;

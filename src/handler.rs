@@ -53,6 +53,12 @@ impl Ctx<'_> {
 
 async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
     let snap = ctx.snap;
+    if has_dot_segment(req.uri().path()) {
+        // `/api/../internal` would match the `/api/` route and then be normalised by the
+        // app into a path no route meant to expose; nginx normalises before matching.
+        // Nothing legitimate sends dot segments (clients resolve them), so refuse them.
+        return (Err(RequestError::NotFound), Served::by(RouteKind::Endpoint));
+    }
     match router::decide(&snap.config, &req) {
         Decision::Health => (Ok(health::health(snap)), Served::by(RouteKind::Endpoint)),
         Decision::Ready => (
@@ -115,4 +121,15 @@ async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
 fn is_page_request<B>(req: &Request<B>) -> bool {
     let last = req.uri().path().rsplit('/').next().unwrap_or("");
     matches!(*req.method(), Method::GET | Method::HEAD) && !last.contains('.')
+}
+
+/// A `.` or `..` path segment, literal or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    path.split('/').any(|seg| {
+        let seg = seg.replace("%2e", ".").replace("%2E", ".");
+        seg == "." || seg == ".."
+    })
 }

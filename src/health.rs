@@ -30,10 +30,13 @@ async fn active_is_up(snap: &Snapshot, shared: &Shared) -> bool {
     let active = &snap.config.active;
     let proxy = &snap.config.proxy;
     let timeout = health_checks::probe_timeout(proxy);
-    if let Some(state) = shared
-        .health
-        .recent(active, proxy.health_interval * 2 + timeout)
-    {
+    if let Some(state) = shared.health.recent(
+        active,
+        proxy
+            .health_interval
+            .saturating_mul(2)
+            .saturating_add(timeout),
+    ) {
         return state.up;
     }
     let result = health_checks::check(active, timeout).await;

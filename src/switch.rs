@@ -215,13 +215,20 @@ fn await_switch(
     })
 }
 
-/// Asks the daemon: `/status` on `admin_listen` when configured, else `health_path`.
+/// Asks the daemon: `/status` on `admin_listen` when configured and answering (it tells
+/// why a reload failed), else `health_path` on the first listener.
 fn report(cfg: &Config) -> Option<Reported> {
-    let (addr, path) = match cfg.server.admin_listen {
-        Some(admin) => (admin, "/status"),
-        None => (*cfg.server.listen.first()?, cfg.server.health_path.as_str()),
+    let from_status = cfg
+        .server
+        .admin_listen
+        .and_then(|admin| http_get(loopback(admin), "/status"));
+    let body = match from_status {
+        Some(body) => body,
+        None => {
+            let listen = *cfg.server.listen.first()?;
+            http_get(loopback(listen), &cfg.server.health_path)?
+        }
     };
-    let body = http_get(loopback(addr), path)?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let last_reload = v.get("last_reload").and_then(|r| {
         Some((

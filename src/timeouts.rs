@@ -36,6 +36,9 @@ pub struct ConnClock {
     header_since: AtomicU64,
     /// The head being read has both Content-Length and Transfer-Encoding (`framing`).
     framing_conflict: AtomicBool,
+    /// An HTTP/2 connection: its idle gaps carry PING and WINDOW_UPDATE frames, which
+    /// must not start the header clock; only the idle clock applies.
+    h2: AtomicBool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,6 +57,7 @@ impl ConnClock {
             idle_since: AtomicU64::new(0),
             header_since: AtomicU64::new(0),
             framing_conflict: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
         })
     }
 
@@ -63,12 +67,20 @@ impl ConnClock {
 
     /// Bytes arrived: if no request is in progress, a new one has begun (returns true).
     fn on_read(&self) -> bool {
-        let starts = self.active.load(Ordering::Relaxed) == 0
+        let starts = !self.h2.load(Ordering::Relaxed)
+            && self.active.load(Ordering::Relaxed) == 0
             && self.header_since.load(Ordering::Relaxed) == NOT_READING;
         if starts {
             self.header_since.store(self.now(), Ordering::Relaxed);
         }
         starts
+    }
+
+    /// The client sent the HTTP/2 preface.
+    fn mark_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+        self.header_since.store(NOT_READING, Ordering::Relaxed);
+        self.idle_since.store(self.now(), Ordering::Relaxed);
     }
 
     /// Whether the request now starting had conflicting framing headers (and forget it).
@@ -88,14 +100,17 @@ impl ConnClock {
         let now = self.now();
         let header_since = self.header_since.load(Ordering::Relaxed);
         if header_since != NOT_READING {
-            let late = now.saturating_sub(header_since) > header_timeout.as_nanos() as u64;
+            let late = now.saturating_sub(header_since) > nanos(header_timeout);
             return late.then_some(Expired::Headers);
         }
         let idle = self.active.load(Ordering::Relaxed) == 0
-            && now.saturating_sub(self.idle_since.load(Ordering::Relaxed))
-                > idle_timeout.as_nanos() as u64;
+            && now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) > nanos(idle_timeout);
         idle.then_some(Expired::Idle)
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Held while a request is in progress (until its response body is finished or dropped).
@@ -121,13 +136,22 @@ pub struct ClockedIo<T> {
     inner: T,
     clock: Arc<ConnClock>,
     head: HeadScan,
+    seen_bytes: bool,
 }
+
+/// The start of the HTTP/2 connection preface (h2c with prior knowledge).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<T> ClockedIo<T> {
     pub fn new(inner: T, clock: Arc<ConnClock>) -> Self {
         let mut head = HeadScan::default();
         head.start();
-        ClockedIo { inner, clock, head }
+        ClockedIo {
+            inner,
+            clock,
+            head,
+            seen_bytes: false,
+        }
     }
 }
 
@@ -141,10 +165,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
         let this = &mut *self;
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let fresh = &buf.filled()[before..];
+            if before == 0 && !this.seen_bytes && fresh.starts_with(H2_PREFACE) {
+                this.clock.mark_h2();
+                this.head = HeadScan::default();
+            }
+            this.seen_bytes = true;
             if this.clock.on_read() {
                 this.head.start();
             }
-            if this.head.feed(&buf.filled()[before..]) == Some(true) {
+            if this.head.feed(fresh) == Some(true) {
                 this.clock.framing_conflict.store(true, Ordering::Relaxed);
             }
         }

@@ -328,3 +328,20 @@ async fn h2c_clients_are_served_and_proxied_over_http1() {
         assert_eq!(seen["uri"], format!("/api/h2/{i}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_header_cannot_delete_forwarded_headers_or_host() {
+    let (d, _app) = proxy_with(&["trusted_proxies = [\"127.0.0.0/8\"]"], "").await;
+    let mut req = request("GET", "/api/f", "");
+    let h = req.headers_mut();
+    h.insert("host", "app.example.com".parse().unwrap());
+    h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    h.insert(
+        "connection",
+        "X-Forwarded-For, host, x-real-ip".parse().unwrap(),
+    );
+    let seen = send(d.addr, req).await.json()["headers"].clone();
+    assert_eq!(seen["host"], "app.example.com");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "203.0.113.7");
+}

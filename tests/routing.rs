@@ -222,3 +222,27 @@ async fn without_a_web_root_everything_is_proxied() {
         Some("app")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_cannot_walk_out_of_a_route() {
+    let a = apps().await;
+    let d = routed(
+        &a,
+        "[[routes]]\npath_prefix = \"/grafana/\"\nupstream = \"grafana\"\n",
+    );
+    for path in [
+        "/grafana/../admin",
+        "/grafana/%2e%2e/admin",
+        "/grafana/./x",
+        "/x/..",
+    ] {
+        let (status, _) = raw_get(d.addr, path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    assert_eq!(a.grafana.hits() + a.app.hits(), 0);
+    // A directory redirect never becomes protocol-relative.
+    std::fs::create_dir(d.path().join("www/docs")).unwrap();
+    let (status, text) = raw_get(d.addr, "//docs").await;
+    assert_eq!(status, 301);
+    assert!(text.contains("location: /docs/\r\n"), "{text}");
+}

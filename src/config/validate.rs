@@ -241,15 +241,35 @@ fn path_prefix(src: &Source, key: &str, raw: &Spanned<String>) -> Result<PathPre
     })
 }
 
+/// No timeout or interval here means anything beyond a day; bounding them keeps every
+/// `Instant + d` and `d * n` the daemon computes far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 fn duration(
     src: &Source,
     key: &str,
     raw: &Option<Spanned<String>>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
+    let Some(s) = raw else { return Ok(default) };
+    let d = parse_duration(s.get_ref()).map_err(|e| src.err(s, format!("{key}: {e}")))?;
+    if d > MAX_DURATION {
+        return Err(src.err(s, format!("{key}: {:?} is more than 24h", s.get_ref())));
+    }
+    Ok(d)
+}
+
+/// A duration that must not be zero (a zero timeout would cut every connection at once).
+fn positive(
+    src: &Source,
+    key: &str,
+    raw: &Option<Spanned<String>>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = duration(src, key, raw, default)?;
     match raw {
-        None => Ok(default),
-        Some(s) => parse_duration(s.get_ref()).map_err(|e| src.err(s, format!("{key}: {e}"))),
+        Some(s) if d.is_zero() => Err(src.err(s, format!("{key} must be greater than zero"))),
+        _ => Ok(d),
     }
 }
 
@@ -360,13 +380,13 @@ fn server(src: &Source, raw: &RawServer) -> Result<Server, ConfigError> {
             path => AccessLog::File(PathBuf::from(path)),
         },
         access_log_format: raw.access_log_format.unwrap_or(AccessLogFormat::Combined),
-        header_read_timeout: duration(
+        header_read_timeout: positive(
             src,
             "server.header_read_timeout",
             &raw.header_read_timeout,
             Duration::from_secs(10),
         )?,
-        idle_timeout: duration(
+        idle_timeout: positive(
             src,
             "server.idle_timeout",
             &raw.idle_timeout,
@@ -453,30 +473,27 @@ fn cache_rule(src: &Source, raw: &Spanned<RawCacheRule>) -> Result<CacheRule, Co
 }
 
 fn proxy(src: &Source, raw: &RawProxy) -> Result<ProxySettings, ConfigError> {
-    let positive = |key: &str, raw: &Option<Spanned<String>>, default: Duration| {
-        let d = duration(src, key, raw, default)?;
-        match raw {
-            Some(s) if d.is_zero() => Err(src.err(s, format!("{key} must be greater than zero"))),
-            _ => Ok(d),
-        }
-    };
     Ok(ProxySettings {
         connect_timeout: positive(
+            src,
             "proxy.connect_timeout",
             &raw.connect_timeout,
             Duration::from_secs(3),
         )?,
         response_timeout: positive(
+            src,
             "proxy.response_timeout",
             &raw.response_timeout,
             Duration::from_secs(60),
         )?,
         pool_idle_timeout: positive(
+            src,
             "proxy.pool_idle_timeout",
             &raw.pool_idle_timeout,
             Duration::from_secs(4),
         )?,
         health_interval: positive(
+            src,
             "proxy.health_interval",
             &raw.health_interval,
             Duration::from_secs(5),

@@ -15,6 +15,9 @@ use crate::config::ProxySettings;
 
 pub struct UpstreamClient {
     pub(super) http: Client<HttpConnector, RequestBody>,
+    /// Keeps no idle connections, so every request on it gets a new one: for the retry
+    /// after a stale pooled connection, which must not pick another stale one.
+    pub(super) fresh: Client<HttpConnector, RequestBody>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
 }
@@ -30,9 +33,13 @@ impl UpstreamClient {
             // A request whose pooled connection turned out to be closed before anything was
             // written is sent again on a fresh one: the classic 502 right after an app restart.
             .retry_canceled_requests(true)
+            .build(connector.clone());
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         UpstreamClient {
             http,
+            fresh,
             connect_timeout: settings.connect_timeout,
             pool_idle_timeout: settings.pool_idle_timeout,
         }

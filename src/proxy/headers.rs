@@ -29,7 +29,24 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
+/// End-to-end headers a client must not be able to delete by naming them in
+/// `Connection`: the ones switchyard vouches for, and the message's own framing and host.
+fn protected(name: &str) -> bool {
+    [
+        "host",
+        "content-length",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "forwarded",
+    ]
+    .iter()
+    .any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names
+/// (except `protected` ones).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
         let (_, values) = entry.remove_entry_mult();
@@ -37,7 +54,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for value in &values {
             for name in value.to_str().unwrap_or("").split(',') {
                 let name = name.trim();
-                if !name.is_empty() {
+                if !name.is_empty() && !protected(name) {
                     headers.remove(name);
                 }
             }
@@ -192,5 +209,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert!(h.get("x-secret").is_none() && h.get(header::TE).is_none());
         assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn connection_cannot_delete_forwarded_headers_or_host() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Forwarded-For, host, x-real-ip"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("app.example.com"));
+        h.insert(
+            X_FORWARDED_FOR.clone(),
+            HeaderValue::from_static("198.51.100.7"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::HOST], "app.example.com");
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7");
     }
 }

@@ -6,6 +6,8 @@ use std::error::Error as StdError;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
 
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
 use super::Via;
@@ -25,7 +27,7 @@ pub async fn send(
     let (parts, body) = req.into_parts();
     let replay = (is_idempotent(&parts.method) && body.is_end_stream()).then(|| replayable(&parts));
     let req = Request::from_parts(parts, RequestBody::streaming(body, limit));
-    match attempt(req, via).await {
+    match attempt(req, &via.client.http, via).await {
         Err(AttemptError::Stale(cause)) => match replay {
             Some(again) => {
                 tracing::info!(
@@ -34,7 +36,7 @@ pub async fn send(
                     again.uri().path(),
                     upstream.name
                 );
-                attempt(again, via)
+                attempt(again, &via.client.fresh, via)
                     .await
                     .map_err(|e| e.into_request_error(upstream))
             }
@@ -74,10 +76,11 @@ impl AttemptError {
 
 async fn attempt(
     req: Request<RequestBody>,
+    client: &Client<HttpConnector, RequestBody>,
     via: &Via<'_>,
 ) -> Result<Response<Incoming>, AttemptError> {
     let timeout = via.snap.config.proxy.response_timeout;
-    match tokio::time::timeout(timeout, via.client.http.request(req)).await {
+    match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => Err(AttemptError::Timeout(timeout)),
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) if RequestBody::caused::<BodyTooLarge>(&e) => Err(AttemptError::TooLarge),

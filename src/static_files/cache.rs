@@ -6,8 +6,10 @@
 //! Entries are trusted for `TTL` (1 s): a deploy that replaces files is visible within a
 //! second, and a request never sees a half-written state (rename is atomic; the entry holds
 //! the whole small file). Keyed by the raw request path, so a hit needs no allocation.
-//! One cache per worker thread, so its lock is never contended. Bounded in entries and in
-//! cached bytes; when full it is simply cleared, which costs one lookup per path again.
+//! One cache per worker thread, so its lock is never contended. Bounded in entries, in
+//! cached bytes and in open descriptors (a large file's entry keeps its file open, so the
+//! bytes streamed always match the cached length and ETag); when full it is simply
+//! cleared, which costs one lookup per path again.
 //! A new configuration generation (maybe a new root) clears it too.
 
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ use super::lookup::Found;
 const TTL: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 8192;
 const MAX_BYTES: usize = 32 << 20;
+/// Large files are cached with their descriptor open; keep well inside the fd limit.
+const MAX_OPEN_FILES: usize = 256;
 
 pub struct FileCache {
     inner: Mutex<Inner>,
@@ -28,6 +32,7 @@ pub struct FileCache {
 struct Inner {
     generation: u64,
     bytes: usize,
+    open_files: usize,
     entries: HashMap<Box<str>, (Found, Instant)>,
 }
 
@@ -58,7 +63,10 @@ impl FileCache {
             inner.clear(generation);
         }
         let size = cached_bytes(found) + path.len();
-        if inner.entries.len() >= MAX_ENTRIES || inner.bytes + size > MAX_BYTES {
+        let full = inner.entries.len() >= MAX_ENTRIES
+            || inner.bytes + size > MAX_BYTES
+            || inner.open_files + holds_file(found) > MAX_OPEN_FILES;
+        if full {
             inner.clear(generation);
         }
         if let Some((old, _)) = inner
@@ -66,8 +74,10 @@ impl FileCache {
             .insert(path.into(), (found.clone(), Instant::now()))
         {
             inner.bytes -= cached_bytes(&old) + path.len();
+            inner.open_files -= holds_file(&old);
         }
         inner.bytes += size;
+        inner.open_files += holds_file(found);
     }
 }
 
@@ -75,7 +85,15 @@ impl Inner {
     fn clear(&mut self, generation: u64) {
         self.entries.clear();
         self.bytes = 0;
+        self.open_files = 0;
         self.generation = generation;
+    }
+}
+
+fn holds_file(found: &Found) -> usize {
+    match found {
+        Found::File(meta) => usize::from(meta.file.is_some()),
+        _ => 0,
     }
 }
 

@@ -181,7 +181,10 @@ fn quality(accept: &str, token: &str) -> f32 {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or("").trim();
         let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|p| {
+                let p = p.trim();
+                (p.len() > 2 && p[..2].eq_ignore_ascii_case("q=")).then(|| &p[2..])
+            })
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
         if name.eq_ignore_ascii_case(token) {
@@ -309,6 +312,7 @@ mod tests {
         assert_eq!(c("gzip", &all), Some(Encoding::Gzip));
         assert_eq!(c("br;q=0.5, gzip;q=0.8", &all), Some(Encoding::Gzip));
         assert_eq!(c("br;q=0, gzip;q=0", &all), None);
+        assert_eq!(c("br;Q=0, gzip", &all), Some(Encoding::Gzip));
         assert_eq!(c("*", &all), Some(Encoding::Brotli));
         assert_eq!(c("*;q=0.1, br;q=0", &all), Some(Encoding::Gzip));
         assert_eq!(c("br", &[Encoding::Gzip]), None);

@@ -48,6 +48,10 @@ pub struct FileMeta {
     pub etag: HeaderValue,
     /// The whole content of a small file.
     pub content: Option<Bytes>,
+    /// The open file, for a large one: streamed with positioned reads, so the bytes sent
+    /// always come from the same file as the length and ETag above, even if a deploy
+    /// renames a new version into place meanwhile.
+    pub file: Option<Arc<File>>,
     /// Set on a precompressed variant.
     pub encoding: Option<Encoding>,
     /// `app.js.br`, `app.js.gz` beside `app.js`, when `precompressed` is on.
@@ -137,9 +141,9 @@ fn open_under(root: &Path, path: &Path, encoding: Option<Encoding>) -> io::Resul
     if !meta.is_file() {
         return Ok(Opened::Outside);
     }
-    let content = match meta.len() <= SMALL_FILE {
-        true => Some(read_small(file, meta.len())?),
-        false => None,
+    let (content, file) = match meta.len() <= SMALL_FILE {
+        true => (Some(read_small(file, meta.len())?), None),
+        false => (None, Some(Arc::new(file))),
     };
     let modified = meta.modified().ok();
     let last_modified =
@@ -153,6 +157,7 @@ fn open_under(root: &Path, path: &Path, encoding: Option<Encoding>) -> io::Resul
         last_modified,
         etag: etag(modified, len, encoding),
         content,
+        file,
         encoding,
         variants: Vec::new(),
     })))

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -95,13 +96,14 @@ fn representation_headers(
 }
 
 fn body(rep: &FileMeta, span: Range<u64>) -> Body {
-    match &rep.content {
-        Some(bytes) => Body::full(bytes.slice(span.start as usize..span.end as usize)),
-        None => Body::File(FileBody::new(
-            rep.path.clone(),
+    match (&rep.content, &rep.file) {
+        (Some(bytes), _) => Body::full(bytes.slice(span.start as usize..span.end as usize)),
+        (None, Some(file)) => Body::File(FileBody::new(
+            Arc::clone(file),
             span.start,
             span.end - span.start,
         )),
+        (None, None) => Body::empty(),
     }
 }
 
@@ -124,8 +126,10 @@ fn unsatisfiable(mut res: Response<Body>, len: u64) -> Response<Body> {
     res
 }
 
-/// 301 to the same path with a trailing slash, keeping the query.
+/// 301 to the same path with a trailing slash, keeping the query. Leading slashes are
+/// collapsed: `//name` must not become the protocol-relative `Location: //name/`.
 pub fn redirect_to_slash(path: &str, query: Option<&str>) -> Response<Body> {
+    let path = format!("/{}", path.trim_start_matches('/'));
     let location = match query {
         Some(q) => format!("{path}/?{q}"),
         None => format!("{path}/"),

@@ -1,58 +1,53 @@
-//! A file body streamed from disk in large chunks, one blocking read at a time, so memory
-//! stays bounded (one chunk in flight plus hyper's write buffer) whatever the file size.
-//! The file is opened by the first read, on the blocking pool like every read. When the
-//! client goes away hyper drops the body, which drops the file.
+//! A file body streamed from disk in large chunks, one blocking positioned read at a time,
+//! so memory stays bounded (one chunk in flight plus hyper's write buffer) whatever the
+//! file size. The file was opened by the lookup and is shared (`pread` needs no seek, so
+//! any number of responses can read it at once). When the client goes away hyper drops the
+//! body, which drops its handle.
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::lookup::open_nonblocking;
-
 const CHUNK: u64 = 256 * 1024;
 
 pub struct FileBody {
-    source: Option<Source>,
+    file: Arc<File>,
+    offset: u64,
     remaining: u64,
-    reading: Option<JoinHandle<(Source, io::Result<Vec<u8>>)>>,
-}
-
-enum Source {
-    Closed { path: PathBuf, offset: u64 },
-    Open(File),
-}
-
-impl Source {
-    fn read_chunk(&mut self, want: u64) -> io::Result<Vec<u8>> {
-        if let Source::Closed { path, offset } = self {
-            let mut file = open_nonblocking(path)?;
-            file.seek(SeekFrom::Start(*offset))?;
-            *self = Source::Open(file);
-        }
-        let mut buf = Vec::with_capacity(want as usize);
-        if let Source::Open(file) = self {
-            file.take(want).read_to_end(&mut buf)?;
-        }
-        Ok(buf)
-    }
+    reading: Option<JoinHandle<io::Result<Vec<u8>>>>,
 }
 
 impl FileBody {
-    /// Streams `len` bytes of the file at `path`, starting at `offset`.
-    pub fn new(path: PathBuf, offset: u64, len: u64) -> Self {
+    /// Streams `len` bytes of `file`, starting at `offset`.
+    pub fn new(file: Arc<File>, offset: u64, len: u64) -> Self {
         FileBody {
-            source: Some(Source::Closed { path, offset }),
+            file,
+            offset,
             remaining: len,
             reading: None,
         }
     }
+}
+
+fn read_chunk(file: &File, offset: u64, want: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; want as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 impl Body for FileBody {
@@ -67,23 +62,17 @@ impl Body for FileBody {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
-        if this.reading.is_none() {
-            let Some(mut source) = this.source.take() else {
-                return Poll::Ready(None);
-            };
-            let want = this.remaining.min(CHUNK);
-            this.reading = Some(tokio::task::spawn_blocking(move || {
-                let result = source.read_chunk(want);
-                (source, result)
-            }));
-        }
-        let Some(reading) = this.reading.as_mut() else {
-            return Poll::Ready(None);
-        };
+        let (file, offset, want) = (
+            Arc::clone(&this.file),
+            this.offset,
+            this.remaining.min(CHUNK),
+        );
+        let reading = this.reading.get_or_insert_with(|| {
+            tokio::task::spawn_blocking(move || read_chunk(&file, offset, want))
+        });
         let joined = ready!(Pin::new(reading).poll(cx));
         this.reading = None;
-        let (source, result) = joined.map_err(io::Error::other)?;
-        let buf = result?;
+        let buf = joined.map_err(io::Error::other)??;
         if buf.is_empty() {
             // The file shrank under us: end the response short rather than pad it.
             return Poll::Ready(Some(Err(io::Error::new(
@@ -91,8 +80,8 @@ impl Body for FileBody {
                 "file shrank while being sent",
             ))));
         }
+        this.offset += buf.len() as u64;
         this.remaining -= buf.len() as u64;
-        this.source = Some(source);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
     }
 
