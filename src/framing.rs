@@ -40,7 +40,17 @@ impl HeadScan {
         if !self.scanning {
             return None;
         }
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.line_pos > 0 && !self.cl_alive && !self.te_alive {
+                // Nothing left to match on this line: jump to its end.
+                match bytes[i..].iter().position(|&b| b == b'\n') {
+                    Some(p) => i += p,
+                    None => return None,
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             match b {
                 b'\r' => {}
                 b'\n' if self.line_pos == 0 && !self.seen_request_line => {}

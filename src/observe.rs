@@ -17,7 +17,8 @@ use crate::snapshot::{Shared, Snapshot};
 /// How the handler answered a request.
 pub struct Served {
     pub kind: RouteKind,
-    pub upstream: Option<Arc<Upstream>>,
+    /// Index into the snapshot's `upstreams`.
+    pub upstream: Option<usize>,
 }
 
 impl Served {
@@ -28,10 +29,10 @@ impl Served {
         }
     }
 
-    pub fn proxied(kind: RouteKind, upstream: &Arc<Upstream>) -> Self {
+    pub fn proxied(kind: RouteKind, upstream: &Upstream) -> Self {
         Served {
             kind,
-            upstream: Some(Arc::clone(upstream)),
+            upstream: Some(upstream.index),
         }
     }
 }
@@ -72,16 +73,23 @@ pub struct Completion {
     pub status: u16,
     pub served: Served,
     pub shard: Arc<Shard>,
-    pub facts: Option<(RequestFacts, Arc<Shared>, Arc<Snapshot>)>,
+    /// The request's snapshot (moved here, not cloned: it names the upstream).
+    pub snap: Arc<Snapshot>,
+    pub facts: Option<(RequestFacts, Arc<Shared>)>,
 }
 
 impl Completion {
     pub fn finish(self, bytes: u64) {
         let took = self.started.elapsed();
-        let upstream = self.served.upstream.as_ref().map(|u| u.name.as_str());
+        let snap = &self.snap;
+        let upstream = self
+            .served
+            .upstream
+            .and_then(|i| snap.config.upstreams.get(i))
+            .map(|u| u.name.as_str());
         self.shard
             .record(self.served.kind, upstream, self.status, took);
-        if let Some((facts, shared, snap)) = self.facts {
+        if let Some((facts, shared)) = self.facts {
             let entry = Entry {
                 time: facts.time,
                 client: facts.client,

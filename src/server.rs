@@ -308,7 +308,8 @@ async fn serve_request(
         status: res.status().as_u16(),
         served,
         shard: Arc::clone(&conn.worker.metrics),
-        facts: facts.map(|f| (f, Arc::clone(&conn.shared), Arc::clone(&snap))),
+        facts: facts.map(|f| (f, Arc::clone(&conn.shared))),
+        snap,
     };
     res.map(|body| (body, completion))
 }

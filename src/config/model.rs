@@ -84,6 +84,9 @@ pub struct ProxySettings {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
+    /// Position in `Config::upstreams`, so a request can name its upstream without
+    /// touching the shared `Arc`'s counter.
+    pub index: usize,
     /// `host:port`, used as the authority of every proxied request URI.
     pub authority: Authority,
     /// `http://host:port` for logs and summaries.

@@ -113,12 +113,14 @@ fn upstreams(src: &Source, raw: &RawUpstreams) -> Result<Vec<Arc<Upstream>>, Con
     }
     raw.get_ref()
         .iter()
-        .map(|(name, up)| upstream(src, name, up).map(Arc::new))
+        .enumerate()
+        .map(|(index, (name, up))| upstream(src, index, name, up).map(Arc::new))
         .collect()
 }
 
 fn upstream(
     src: &Source,
+    index: usize,
     name: &Spanned<String>,
     raw: &Spanned<RawUpstream>,
 ) -> Result<Upstream, ConfigError> {
@@ -162,6 +164,7 @@ fn upstream(
     };
     Ok(Upstream {
         name: name.get_ref().clone(),
+        index,
         url: format!("http://{authority}"),
         authority,
         health,
