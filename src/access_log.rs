@@ -1,27 +1,30 @@
 //! The access log: one line per request, in nginx's `combined` format (so goaccess and
 //! friends parse it) or as JSON, written by a dedicated thread so that no request ever
-//! waits on disk I/O. Lines travel over a bounded channel; if the writer falls behind by
-//! more than `QUEUE` lines, further lines are dropped and counted rather than letting
-//! memory grow or requests block. SIGUSR1 reopens the file (logrotate's `postrotate`).
+//! waits on disk I/O: lines are buffered in memory and written out every 100 ms. If the
+//! writer falls more than 8 MiB behind, further lines are dropped and counted rather than
+//! letting memory grow or requests block. SIGUSR1 reopens the file (logrotate's
+//! `postrotate`).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Mutex;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Uri, Version};
 
 use crate::config::{AccessLog, AccessLogFormat};
 
-const QUEUE: usize = 65_536;
+/// Lines buffered per shard before new ones are dropped (a disk that stalls for long).
+const MAX_BUFFERED: usize = 8 << 20;
+/// Lines reach the file at most this long after their request ended.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-enum Msg {
-    Line(String),
+enum Control {
     /// Write to this destination from now on (startup, or a reload that changed it).
     Open(AccessLog),
     /// Reopen the current file (after logrotate moved it).
@@ -29,24 +32,33 @@ enum Msg {
 }
 
 /// The handle the request path logs through.
+///
+/// A request appends its line to one of a few buffers picked by thread (so each worker
+/// has its own in practice, and its lock is uncontended) and wakes nobody; the writer
+/// thread collects the buffers every `FLUSH_EVERY`. Waking a writer per line (a channel
+/// send to a blocked receiver) cost more CPU than the request itself.
 pub struct AccessLogger {
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    shards: Vec<Mutex<String>>,
+    control: Mutex<Option<SyncSender<Control>>>,
     current: Mutex<AccessLog>,
     pub dropped: AtomicU64,
 }
 
 impl AccessLogger {
     /// Starts the writer thread for `dest`.
-    pub fn start(dest: &AccessLog) -> io::Result<Self> {
-        let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || writer(rx))?;
-        let logger = AccessLogger {
-            tx: Mutex::new(Some(tx)),
+    pub fn start(dest: &AccessLog) -> io::Result<Arc<Self>> {
+        let shards = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let (tx, rx) = sync_channel(16);
+        let logger = Arc::new(AccessLogger {
+            shards: (0..shards).map(|_| Mutex::new(String::new())).collect(),
+            control: Mutex::new(Some(tx)),
             current: Mutex::new(AccessLog::Off),
             dropped: AtomicU64::new(0),
-        };
+        });
+        let weak = Arc::downgrade(&logger);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || writer(weak, rx))?;
         logger.configure(dest);
         Ok(logger)
     }
@@ -58,26 +70,50 @@ impl AccessLogger {
         };
         if *current != *dest {
             *current = dest.clone();
-            self.send(Msg::Open(dest.clone()));
+            self.control(Control::Open(dest.clone()));
         }
     }
 
     pub fn reopen(&self) {
-        self.send(Msg::Reopen);
+        self.control(Control::Reopen);
     }
 
-    pub fn log(&self, line: String) {
-        self.send(Msg::Line(line));
-    }
-
-    fn send(&self, msg: Msg) {
-        let Ok(tx) = self.tx.lock() else { return };
-        if let Some(tx) = tx.as_ref() {
-            if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn control(&self, msg: Control) {
+        if let Ok(tx) = self.control.lock() {
+            if let Some(tx) = tx.as_ref() {
+                let _ = tx.send(msg);
             }
         }
     }
+
+    pub fn log(&self, line: &str) {
+        let shard = shard_of_this_thread(self.shards.len());
+        let Some(Ok(mut buf)) = self.shards.get(shard).map(|m| m.lock()) else {
+            return;
+        };
+        if buf.len() + line.len() > MAX_BUFFERED {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        buf.push_str(line);
+    }
+
+    /// Takes everything buffered so far, shard by shard.
+    fn drain(&self, out: &mut Vec<u8>) {
+        for shard in &self.shards {
+            if let Ok(mut buf) = shard.lock() {
+                out.extend_from_slice(buf.as_bytes());
+                buf.clear();
+            }
+        }
+    }
+}
+
+fn shard_of_this_thread(shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::thread::current().id().hash(&mut h);
+    (h.finish() as usize) % shards.max(1)
 }
 
 fn open(dest: &AccessLog) -> Option<Box<dyn Write + Send>> {
@@ -101,47 +137,48 @@ fn open_file(path: &PathBuf) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Writes lines as they come, flushing whenever the queue is momentarily empty.
-fn writer(rx: Receiver<Msg>) {
+/// Every `FLUSH_EVERY`: apply control messages, then write out what the shards hold.
+/// Ends when the logger is gone.
+fn writer(logger: Weak<AccessLogger>, control: Receiver<Control>) {
     let mut dest = AccessLog::Off;
-    let mut out: Option<BufWriter<Box<dyn Write + Send>>> = None;
+    let mut out: Option<Box<dyn Write + Send>> = None;
+    let mut batch = Vec::with_capacity(64 * 1024);
     loop {
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(TryRecvError::Empty) => {
-                if let Some(w) = out.as_mut() {
-                    let _ = w.flush();
-                }
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => return,
-                }
-            }
-            Err(TryRecvError::Disconnected) => return,
-        };
-        match msg {
-            Msg::Line(line) => {
-                if let Some(w) = out.as_mut() {
-                    let _ = w.write_all(line.as_bytes());
-                }
-            }
-            Msg::Open(next) => {
+        match control.recv_timeout(FLUSH_EVERY) {
+            Ok(Control::Open(next)) => {
+                write_batch(&logger, &mut out, &mut batch);
                 dest = next;
-                out = reopened(out, &dest);
+                out = open(&dest);
             }
-            Msg::Reopen => out = reopened(out, &dest),
+            Ok(Control::Reopen) => {
+                write_batch(&logger, &mut out, &mut batch);
+                out = open(&dest);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if !write_batch(&logger, &mut out, &mut batch) {
+            return;
         }
     }
 }
 
-fn reopened(
-    old: Option<BufWriter<Box<dyn Write + Send>>>,
-    dest: &AccessLog,
-) -> Option<BufWriter<Box<dyn Write + Send>>> {
-    if let Some(mut w) = old {
+/// Returns false once the logger has been dropped.
+fn write_batch(
+    logger: &Weak<AccessLogger>,
+    out: &mut Option<Box<dyn Write + Send>>,
+    batch: &mut Vec<u8>,
+) -> bool {
+    let Some(logger) = logger.upgrade() else {
+        return false;
+    };
+    batch.clear();
+    logger.drain(batch);
+    if let (Some(w), false) = (out.as_mut(), batch.is_empty()) {
+        let _ = w.write_all(batch);
         let _ = w.flush();
     }
-    open(dest).map(|w| BufWriter::with_capacity(64 * 1024, w))
+    true
 }
 
 /// Everything one access log line says.

@@ -106,7 +106,7 @@ impl Completion {
             };
             shared
                 .access_log
-                .log(entry.render(snap.config.server.access_log_format));
+                .log(&entry.render(snap.config.server.access_log_format));
         }
     }
 }

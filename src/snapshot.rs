@@ -75,14 +75,14 @@ pub struct Shared {
     /// Results of the active upstream checks.
     pub health: HealthTable,
     pub metrics: Metrics,
-    pub access_log: AccessLogger,
+    pub access_log: Arc<AccessLogger>,
     pub started: SystemTime,
     draining: AtomicBool,
     last_reload: Mutex<Option<ReloadRecord>>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, access_log: AccessLogger) -> Self {
+    pub fn new(snapshot: Snapshot, access_log: Arc<AccessLogger>) -> Self {
         Shared {
             current: ArcSwap::from_pointee(snapshot),
             health: HealthTable::default(),
