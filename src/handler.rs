@@ -123,13 +123,49 @@ fn is_page_request<B>(req: &Request<B>) -> bool {
     matches!(*req.method(), Method::GET | Method::HEAD) && !last.contains('.')
 }
 
-/// A `.` or `..` path segment, literal or percent-encoded.
+/// A `.` or `..` path segment, literal or percent-encoded. Allocation-free: it runs on
+/// every request.
 fn has_dot_segment(path: &str) -> bool {
-    if !path.contains('.') && !path.contains('%') {
-        return false;
+    path.split('/').any(|seg| is_dot_segment(seg.as_bytes()))
+}
+
+fn is_dot_segment(mut seg: &[u8]) -> bool {
+    let mut dots = 0;
+    while !seg.is_empty() {
+        if let Some(rest) = seg.strip_prefix(b".") {
+            seg = rest;
+        } else if seg.len() >= 3 && seg[..3].eq_ignore_ascii_case(b"%2e") {
+            seg = &seg[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
     }
-    path.split('/').any(|seg| {
-        let seg = seg.replace("%2e", ".").replace("%2E", ".");
-        seg == "." || seg == ".."
-    })
+    dots > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments() {
+        for p in ["/a/../b", "/a/./b", "/..", "/x/%2e%2E", "/%2e/a", "/.%2e/a"] {
+            assert!(has_dot_segment(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/a.b/c",
+            "/...",
+            "/.well-known/x",
+            "/a/%2e%2e%2e",
+            "/small.bin",
+            "/%2f",
+        ] {
+            assert!(!has_dot_segment(p), "{p}");
+        }
+    }
 }
