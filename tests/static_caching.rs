@@ -336,3 +336,25 @@ async fn a_1gib_file_streams_in_bounded_memory_and_a_disconnect_frees_it() {
     );
     assert_eq!(fetch(d.addr, "/plain.txt").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_replaced_meanwhile_is_never_mixed_with_stale_headers() {
+    let (d, _app) = site("").await;
+    let www = d.path().join("www");
+    let old: Vec<u8> = vec![b'A'; 300_000];
+    std::fs::write(www.join("bundle.bin"), &old).unwrap();
+    // One connection, so the same worker (and the same cached lookup) answers both.
+    let mut conn = Conn::open(d.addr).await;
+    let first = conn.get("/bundle.bin").await;
+    assert_eq!(first.body.len(), 300_000);
+    // A deploy renames a different, larger file into place within the cache's second.
+    std::fs::write(www.join("bundle.bin.new"), vec![b'B'; 400_000]).unwrap();
+    std::fs::rename(www.join("bundle.bin.new"), www.join("bundle.bin")).unwrap();
+    let r = conn.get("/bundle.bin").await;
+    let len: usize = r.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(r.body.len(), len, "body length differs from Content-Length");
+    let uniform = r.body.iter().all(|b| *b == r.body[0]);
+    assert!(uniform, "bytes of two versions mixed in one response");
+    let etag_matches = (r.body[0] == b'A') == (r.header("etag") == first.header("etag"));
+    assert!(etag_matches, "content and ETag are from different versions");
+}
