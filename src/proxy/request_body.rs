@@ -63,15 +63,15 @@ impl RequestBody {
 
     /// Whether `e` (or any of its sources) is an `E` raised by this body.
     pub fn caused<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
-        let mut next = Some(e);
-        while let Some(err) = next {
-            if err.is::<E>() {
-                return true;
-            }
-            next = err.source();
-        }
-        false
+        chain(e).any(|err| err.is::<E>())
     }
+}
+
+/// An error followed by its sources, outermost first.
+pub fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |&err| err.source())
 }
 
 impl Body for RequestBody {

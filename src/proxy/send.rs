@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
-use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
+use super::request_body::{chain, BodyTooLarge, ClientBodyError, RequestBody};
 use super::Via;
 use crate::config::Upstream;
 use crate::error::RequestError;
@@ -94,22 +94,16 @@ async fn attempt(
 
 /// The upstream closed or reset the connection before any response arrived.
 fn closed_early(e: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() {
-                return true;
-            }
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
-                return true;
-            }
-        }
-        next = err.source();
-    }
-    false
+    use std::io::ErrorKind::*;
+    chain(e).any(|err| {
+        let hyper_closed = err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled());
+        let io_closed = err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+        });
+        hyper_closed || io_closed
+    })
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -131,12 +125,8 @@ fn replayable(parts: &http::request::Parts) -> Request<RequestBody> {
 
 /// An error and its sources as one line: "client error (Connect): tcp connect error: ...".
 fn causes(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    chain(e)
+        .map(|err| err.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -45,14 +45,7 @@ pub async fn serve<B>(
         PathRejection::Malformed => RequestError::BadPath,
         PathRejection::Forbidden => RequestError::NotFound,
     })?;
-    let found = match cache.get(path, snap.generation) {
-        Some(found) => found,
-        None => {
-            let found = find(snap, safe.relative.into_owned(), safe.trailing_slash).await?;
-            cache.insert(path, snap.generation, &found);
-            found
-        }
-    };
+    let found = cached_find(snap, cache, path, safe).await?;
     respond(req, snap, found)
 }
 
@@ -62,16 +55,28 @@ pub async fn serve_index<B>(
     snap: &Arc<Snapshot>,
     cache: &FileCache,
 ) -> Result<Outcome, RequestError> {
-    const ROOT: &str = "/";
-    let found = match cache.get(ROOT, snap.generation) {
-        Some(found) => found,
-        None => {
-            let found = find(snap, String::new(), true).await?;
-            cache.insert(ROOT, snap.generation, &found);
-            found
-        }
+    let root = SafePath {
+        relative: "".into(),
+        trailing_slash: true,
     };
+    let found = cached_find(snap, cache, "/", root).await?;
     respond(req, snap, found)
+}
+
+/// What the web root says about `safe` (requested as `key`): from the cache when fresh,
+/// else looked up off the runtime and remembered.
+async fn cached_find(
+    snap: &Arc<Snapshot>,
+    cache: &FileCache,
+    key: &str,
+    safe: SafePath<'_>,
+) -> Result<Found, RequestError> {
+    if let Some(found) = cache.get(key, snap.generation) {
+        return Ok(found);
+    }
+    let found = find(snap, safe.relative.into_owned(), safe.trailing_slash).await?;
+    cache.insert(key, snap.generation, &found);
+    Ok(found)
 }
 
 async fn find(
