@@ -175,6 +175,27 @@ async fn large_file_streams_whole() {
     assert!(r.body == big, "streamed body differs");
 }
 
+/// Pages already in the page cache are copied by the worker itself; a file the kernel has to
+/// read from disk takes the blocking path. Evicting the file first makes the first chunks
+/// cold, so both paths must agree byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_evicted_from_the_page_cache_streams_whole() {
+    use std::os::fd::AsRawFd;
+    let (d, _app) = site().await;
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+    let path = d.path().join("www/cold.bin");
+    std::fs::write(&path, &big).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: plain advisory call on a descriptor we own.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+    let r = fetch(d.addr, "/cold.bin").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), big.len());
+    assert!(r.body == big, "streamed body differs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployed_changes_are_visible_within_a_second() {
     let (d, app) = site().await;
