@@ -7,15 +7,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::observe::Completion;
+use crate::proxy::UpstreamBody;
 use crate::static_files::FileBody;
 use crate::timeouts::RequestGuard;
 
 pub enum Body {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    /// Boxed: it holds the upstream connection, and most responses never stream.
+    Upstream(Box<UpstreamBody>),
     File(FileBody),
 }
 
@@ -40,7 +41,7 @@ impl HttpBody for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
+            Body::Upstream(upstream) => Pin::new(upstream.as_mut()).poll_frame(cx),
             Body::File(file) => Pin::new(file).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -48,7 +49,7 @@ impl HttpBody for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(data) => data.is_none(),
-            Body::Upstream(incoming) => incoming.is_end_stream(),
+            Body::Upstream(upstream) => upstream.is_end_stream(),
             Body::File(file) => file.is_end_stream(),
         }
     }
@@ -56,7 +57,7 @@ impl HttpBody for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Upstream(incoming) => incoming.size_hint(),
+            Body::Upstream(upstream) => upstream.size_hint(),
             Body::File(file) => file.size_hint(),
         }
     }

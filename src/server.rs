@@ -135,6 +135,14 @@ fn run_worker(
             shared.metrics.shard(),
         ));
         let builder = Arc::new(http_builder());
+        let reaper = Arc::clone(&worker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                reaper.reap_idle_connections();
+            }
+        });
         let mut loops = JoinSet::new();
         for listener in listeners {
             let listener = match listener

@@ -48,4 +48,9 @@ impl Worker {
         self.client.store(Arc::clone(&fresh));
         fresh
     }
+
+    /// Closes pooled upstream connections idle past `pool_idle_timeout`; run every second.
+    pub fn reap_idle_connections(&self) {
+        self.client.load().reap();
+    }
 }

@@ -1,45 +1,56 @@
-//! The pooled keep-alive HTTP/1.1 client that carries proxied requests to upstreams.
+//! Keep-alive connections to upstreams: one pool per worker thread, keyed by upstream
+//! authority, holding idle HTTP/1.1 connections for reuse.
 //!
-//! One client serves every upstream (the pool is keyed by authority). It is rebuilt only
-//! when `connect_timeout` or `pool_idle_timeout` change on reload; otherwise the new
-//! snapshot shares it and the warm connections survive the reload.
+//! Hand-written instead of hyper-util's pooled client because compare.py's proxy-small
+//! profile put most of switchyard's extra CPU over nginx in that client's layers: a pool
+//! lookup through a SipHash map, a channel hop to a separate connection task and a oneshot
+//! back, per request. Here the request's own task takes a connection out of a short list,
+//! writes, reads and puts it back; a worker is one thread, so nothing here is contended.
+//!
+//! A connection idle for `pool_idle_timeout` is never reused and is closed by the
+//! worker's reaper within a second after that, which is how connections to the old color
+//! go away after a blue/green switch. The connections survive reloads; the pool is
+//! rebuilt (and its idle connections closed) only when its own settings change.
 
-use std::time::Duration;
+use std::future::poll_fn;
+use std::io;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::uri::Authority;
+use tokio::net::TcpStream;
 
-use super::request_body::RequestBody;
 use crate::config::ProxySettings;
 
+/// Per upstream, per worker; beyond it a finished connection is closed instead of kept.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+
 pub struct UpstreamClient {
-    pub(super) http: Client<HttpConnector, RequestBody>,
-    /// Keeps no idle connections, so every request on it gets a new one: for the retry
-    /// after a stale pooled connection, which must not pick another stale one.
-    pub(super) fresh: Client<HttpConnector, RequestBody>,
+    idle: Mutex<Vec<Slot>>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
 }
 
+/// Idle connections to one upstream, most recently used last.
+struct Slot {
+    authority: Authority,
+    conns: Vec<(TcpStream, Instant)>,
+}
+
+/// Why no connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("tcp connect error: {0}")]
+    Io(#[from] io::Error),
+    #[error("tcp connect timed out after {0:?}")]
+    Timeout(Duration),
+}
+
 impl UpstreamClient {
     pub fn new(settings: &ProxySettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            // A request whose pooled connection turned out to be closed before anything was
-            // written is sent again on a fresh one: the classic 502 right after an app restart.
-            .retry_canceled_requests(true)
-            .build(connector.clone());
-        let fresh = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
         UpstreamClient {
-            http,
-            fresh,
+            idle: Mutex::new(Vec::new()),
             connect_timeout: settings.connect_timeout,
             pool_idle_timeout: settings.pool_idle_timeout,
         }
@@ -49,5 +60,140 @@ impl UpstreamClient {
     pub fn fits(&self, settings: &ProxySettings) -> bool {
         self.connect_timeout == settings.connect_timeout
             && self.pool_idle_timeout == settings.pool_idle_timeout
+    }
+
+    /// The most recently used idle connection to `authority` that is still open.
+    pub(super) async fn checkout(&self, authority: &Authority) -> Option<TcpStream> {
+        loop {
+            let stream = self.take(authority)?;
+            if still_open(&stream).await {
+                return Some(stream);
+            }
+        }
+    }
+
+    fn take(&self, authority: &Authority) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = idle.iter_mut().find(|s| s.authority == *authority)?;
+        while let Some((stream, since)) = slot.conns.pop() {
+            if since.elapsed() < self.pool_idle_timeout {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// A new connection, within `connect_timeout`.
+    pub(super) async fn connect(&self, authority: &Authority) -> Result<TcpStream, ConnectError> {
+        let connecting = TcpStream::connect(authority.as_str());
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| ConnectError::Timeout(self.connect_timeout))??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// Keeps a connection whose last response ended cleanly, for the next request.
+    pub(super) fn checkin(&self, authority: &Authority, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match idle.iter_mut().find(|s| s.authority == *authority) {
+            Some(slot) if slot.conns.len() < MAX_IDLE_PER_UPSTREAM => {
+                slot.conns.push((stream, now))
+            }
+            Some(_) => {}
+            None => idle.push(Slot {
+                authority: authority.clone(),
+                conns: vec![(stream, now)],
+            }),
+        }
+    }
+
+    /// Closes connections idle for `pool_idle_timeout` or longer.
+    pub fn reap(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in idle.iter_mut() {
+            slot.conns
+                .retain(|(_, since)| since.elapsed() < self.pool_idle_timeout);
+        }
+        idle.retain(|slot| !slot.conns.is_empty());
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter().map(|s| s.conns.len()).sum()
+    }
+}
+
+/// Whether an idle connection can take a request: the upstream has not closed it (FIN or
+/// RST) nor sent anything unasked. Costs a syscall only when the socket reported itself
+/// readable, which an idle keep-alive connection does only when something happened to it,
+/// or once after the last response was read to its end.
+async fn still_open(stream: &TcpStream) -> bool {
+    poll_fn(|cx| {
+        Poll::Ready(match stream.poll_read_ready(cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    fn client(idle: Duration) -> UpstreamClient {
+        UpstreamClient {
+            idle: Mutex::new(Vec::new()),
+            connect_timeout: Duration::from_secs(1),
+            pool_idle_timeout: idle,
+        }
+    }
+
+    #[tokio::test]
+    async fn reuses_open_connections_and_skips_closed_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let c = client(Duration::from_secs(60));
+        let first = c.connect(&authority).await.unwrap();
+        let (mut first_peer, _) = listener.accept().await.unwrap();
+        let second = c.connect(&authority).await.unwrap();
+        let (_second_peer, _) = listener.accept().await.unwrap();
+        let second_port = second.local_addr().unwrap().port();
+        c.checkin(&authority, second);
+        c.checkin(&authority, first);
+        // The most recent one (`first`) is closed by its peer: checkout must skip it.
+        first_peer.shutdown().await.unwrap();
+        drop(first_peer);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = c.checkout(&authority).await.unwrap();
+        assert_eq!(got.local_addr().unwrap().port(), second_port);
+        assert!(c.checkout(&authority).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_connections_are_neither_reused_nor_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let c = client(Duration::from_millis(100));
+        let s = c.connect(&authority).await.unwrap();
+        let _peer = listener.accept().await.unwrap();
+        c.checkin(&authority, s);
+        assert_eq!(c.idle_count(), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        c.reap();
+        assert_eq!(c.idle_count(), 0);
+        let s = c.connect(&authority).await.unwrap();
+        c.checkin(&authority, s);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(c.checkout(&authority).await.is_none());
     }
 }

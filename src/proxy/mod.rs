@@ -5,16 +5,18 @@
 //! whole-request work is header rewriting, done in place on the request's own `HeaderMap`.
 
 mod client;
+mod exchange;
 mod headers;
 mod request_body;
+mod response_body;
 mod send;
 mod upgrade;
+mod wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, Uri, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
@@ -25,6 +27,11 @@ use crate::body::Body;
 use crate::config::Upstream;
 use crate::error::RequestError;
 use crate::snapshot::Snapshot;
+use exchange::Outgoing;
+use request_body::RequestBody;
+use response_body::Home;
+pub use response_body::UpstreamBody;
+use wire::Framing;
 
 /// The client end of a connection, rendered once per connection.
 pub struct Peer {
@@ -44,7 +51,8 @@ impl Peer {
 pub struct Via<'a> {
     pub peer: &'a Peer,
     pub snap: &'a Snapshot,
-    pub client: &'a UpstreamClient,
+    /// This worker's pool of upstream connections.
+    pub client: &'a Arc<UpstreamClient>,
     /// The connection limit; an upgraded connection takes a permit of its own.
     pub permits: &'a Arc<Semaphore>,
 }
@@ -62,49 +70,72 @@ pub async fn forward(
     }
     let protocol = upgrade::requested(req.headers());
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    rewrite_request(&mut req, upstream, strip, via)?;
+    let target = upstream_target(req.uri(), strip)?;
+    rewrite_request(&mut req, upstream, via);
     if let Some(protocol) = protocol {
         upgrade::restore_headers(req.headers_mut(), protocol);
     }
-    let mut res = send::send(req, upstream, via).await?;
-    let upgraded = client_upgrade.and_then(|client| {
+    let (parts, body) = req.into_parts();
+    let has_body = !hyper::body::Body::is_end_stream(&body);
+    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let mut out = Outgoing {
+        head: wire::encode_request(&parts.method, &target, &parts.headers, chunked),
+        body: has_body.then(|| RequestBody::streaming(body, cfg.server.max_request_body)),
+        chunked,
+        head_request: parts.method == Method::HEAD,
+    };
+    let replayable = !has_body && is_idempotent(&parts.method);
+    let what = || format!("{} {}", parts.method, parts.uri.path());
+    let (conn, head) = send::send(&mut out, replayable, upstream, via, what).await?;
+    if head.framing == Framing::Upgrade {
+        let protocol = head.headers.get(header::UPGRADE).cloned();
+        let (Some(client), Some(protocol)) = (client_upgrade, protocol) else {
+            return Err(RequestError::UpstreamUnreachable {
+                upstream: format!("{} ({})", upstream.name, upstream.url),
+                cause: "101 Switching Protocols without an upgrade to switch to".into(),
+            });
+        };
         let permit = Arc::clone(via.permits).try_acquire_owned().ok();
-        upgrade::tunnel(client, &mut res, upstream.name.clone(), permit)
-    });
-    let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = upgraded {
-        upgrade::restore_headers(&mut parts.headers, protocol);
-        return Ok(Response::from_parts(parts, Body::empty()));
+        upgrade::tunnel(client, conn, upstream.name.clone(), permit);
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *res.headers_mut() = head.headers;
+        strip_hop_by_hop(res.headers_mut());
+        upgrade::restore_headers(res.headers_mut(), protocol);
+        return Ok(res);
     }
-    Ok(Response::from_parts(parts, Body::Upstream(body)))
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = head.status;
+    *res.headers_mut() = head.headers;
+    if head.framing == Framing::Chunked {
+        // The body is de-chunked here; hyper frames it again for the client.
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    strip_hop_by_hop(res.headers_mut());
+    let home = head.reusable.then(|| Home {
+        client: Arc::clone(via.client),
+        authority: upstream.authority.clone(),
+    });
+    *res.body_mut() = UpstreamBody::start(conn, head.framing, home);
+    Ok(res)
 }
 
-/// Points the request at the upstream and rewrites its headers in place.
-fn rewrite_request(
-    req: &mut Request<Incoming>,
-    upstream: &Upstream,
-    strip: Option<&str>,
-    via: &Via<'_>,
-) -> Result<(), RequestError> {
-    let uri = upstream_uri(req.uri(), upstream, strip)?;
+/// Points the request at the upstream: HTTP/1.1, a Host header, hop-by-hop headers out,
+/// forwarded headers set, all in place on the request's own `HeaderMap`.
+fn rewrite_request(req: &mut Request<Incoming>, upstream: &Upstream, via: &Via<'_>) {
     if !req.headers().contains_key(header::HOST) {
-        // HTTP/2 clients carry the host in the URI; the app still expects a Host header.
-        let host = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        if let Some(host) = host {
+        // HTTP/2 clients carry the host in the URI; an HTTP/1.0 client may send none at all,
+        // and then the app sees its own address, as from any HTTP/1.1 client library.
+        let host = req.uri().authority().unwrap_or(&upstream.authority);
+        if let Ok(host) = HeaderValue::from_str(host.as_str()) {
             req.headers_mut().insert(header::HOST, host);
         }
     }
-    *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     let trusted = &via.snap.config.server.trusted_proxies;
     set_forwarded(headers, via.peer.ip, &via.peer.header_value, trusted);
-    Ok(())
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
@@ -116,26 +147,30 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-fn upstream_uri(uri: &Uri, upstream: &Upstream, strip: Option<&str>) -> Result<Uri, RequestError> {
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The request target sent upstream: the path and query, minus a route's `strip` prefix.
+fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<String, RequestError> {
     let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let path_and_query = match strip {
+    let target = match strip {
         Some(prefix) if !prefix.is_empty() => {
             let rest = original.strip_prefix(prefix).unwrap_or(original);
-            let rewritten = if rest.starts_with('/') {
-                rest.to_owned()
-            } else {
-                format!("/{rest}")
-            };
-            PathAndQuery::try_from(rewritten).map_err(|_| RequestError::BadPath)?
+            match rest.starts_with('/') {
+                true => rest.to_owned(),
+                false => format!("/{rest}"),
+            }
         }
-        _ => match uri.path_and_query() {
-            Some(pq) => pq.clone(),
-            None => PathAndQuery::from_static("/"),
-        },
+        _ if original.starts_with('/') || original == "*" => original.to_owned(),
+        _ => "/".to_owned(),
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(upstream.authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map_err(|e| RequestError::Internal(e.to_string()))
+    // Whatever the client sent, the target must stay one token on the request line.
+    match target.bytes().all(|b| b > b' ' && b != 0x7f) {
+        true => Ok(target),
+        false => Err(RequestError::BadPath),
+    }
 }

@@ -1,6 +1,6 @@
 //! The body sent upstream: the client's body streamed as it arrives, cut off with an error
 //! when it crosses `max_request_body` (a chunked body cannot be refused up front the way a
-//! declared Content-Length is), or nothing, for a retried request.
+//! declared Content-Length is).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -53,25 +53,6 @@ impl RequestBody {
             remaining: limit,
         }
     }
-
-    pub fn empty() -> Self {
-        RequestBody {
-            inner: None,
-            remaining: 0,
-        }
-    }
-
-    /// Whether `e` (or any of its sources) is an `E` raised by this body.
-    pub fn caused<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
-        chain(e).any(|err| err.is::<E>())
-    }
-}
-
-/// An error followed by its sources, outermost first.
-pub fn chain<'a>(
-    e: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(e), |&err| err.source())
 }
 
 impl Body for RequestBody {

@@ -1,6 +1,6 @@
 //! `Upgrade` (WebSocket and friends): the request's Upgrade headers are forwarded despite
 //! being hop-by-hop, the upstream's 101 is relayed, and then both connections are handed
-//! over by hyper and joined byte for byte until either side closes.
+//! over and joined byte for byte until either side closes.
 //!
 //! A tunnel belongs to no snapshot: a reload or a blue/green switch does not touch it,
 //! and it keeps the upstream it was opened to. It holds a connection permit, so graceful
@@ -9,11 +9,12 @@
 //! the load balancer's own idle timeout and the peers' pings govern it.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
+
+use super::exchange::Conn;
 
 /// The `Upgrade` value of a request that asks for one (`Connection: upgrade` + `Upgrade`).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -33,32 +34,35 @@ pub fn restore_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// For a 101 from the upstream: keep its Upgrade header for the client and join the two
-/// connections once hyper has handed them over.
+/// After a 101 from the upstream: joins the client's connection, once hyper hands it over,
+/// to the upstream's, starting with whatever the upstream sent right after its 101 head.
 pub fn tunnel(
     client: OnUpgrade,
-    upstream: &mut Response<Incoming>,
+    upstream: Conn,
     upstream_name: String,
     permit: Option<OwnedSemaphorePermit>,
-) -> Option<HeaderValue> {
-    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return None;
-    }
-    let protocol = upstream.headers().get(header::UPGRADE).cloned()?;
-    let upstream_io = hyper::upgrade::on(upstream);
+) {
     tokio::spawn(async move {
         let _permit = permit;
-        let (client, upstream_io) = match tokio::try_join!(client, upstream_io) {
-            Ok(both) => both,
+        let client = match client.await {
+            Ok(client) => client,
             Err(e) => {
                 tracing::warn!("upgrade to {upstream_name} failed: {e}");
                 return;
             }
         };
-        let (mut client, mut upstream_io) = (TokioIo::new(client), TokioIo::new(upstream_io));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream_io).await {
+        let mut client = TokioIo::new(client);
+        let Conn {
+            stream: mut upstream_io,
+            buf: early,
+            ..
+        } = upstream;
+        let joined = async {
+            client.write_all(&early).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut upstream_io).await
+        };
+        if let Err(e) = joined.await {
             tracing::debug!("upgraded connection to {upstream_name} ended: {e}");
         }
     });
-    Some(protocol)
 }

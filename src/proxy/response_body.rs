@@ -1,0 +1,216 @@
+//! The upstream's response body, read from the upstream connection as hyper asks for it
+//! and decoded (Content-Length, chunked, or until close). Once it has been read to its
+//! clean end the connection goes back to the worker's pool; a body dropped early (the
+//! client went away) closes it, since it is mid-response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::uri::Authority;
+use http_body::{Body, Frame, SizeHint};
+
+use super::client::UpstreamClient;
+use super::exchange::Conn;
+use super::wire::{Framing, WireError};
+use crate::body::Body as ResponseBody;
+
+/// Reads from the upstream are at most this large (one frame each).
+const READ_CHUNK: usize = 64 * 1024;
+/// Longest chunk-size line or trailer section accepted.
+const MAX_LINE: usize = 16 * 1024;
+
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    state: State,
+    /// Where the connection goes when the body ended cleanly, if it may be reused.
+    home: Option<Home>,
+}
+
+pub struct Home {
+    pub client: Arc<UpstreamClient>,
+    pub authority: Authority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    UntilClose,
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    Done,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+impl UpstreamBody {
+    /// The response body. When it is already whole in the read buffer (a small response),
+    /// it becomes a plain buffer and the connection goes straight back to the pool.
+    pub fn start(mut conn: Conn, framing: Framing, home: Option<Home>) -> ResponseBody {
+        let state = match framing {
+            Framing::Empty | Framing::Upgrade => State::Length(0),
+            Framing::Length(len) => State::Length(len),
+            Framing::Chunked => State::ChunkSize,
+            Framing::UntilClose => State::UntilClose,
+        };
+        if let State::Length(len) = state {
+            if conn.buf.len() as u64 >= len {
+                let bytes = conn.buf.split_to(len as usize).freeze();
+                release(conn, home);
+                return ResponseBody::full(bytes);
+            }
+        }
+        ResponseBody::Upstream(Box::new(UpstreamBody {
+            conn: Some(conn),
+            state,
+            home,
+        }))
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            release(conn, self.home.take());
+        }
+    }
+}
+
+/// Back to the pool if the response ended exactly where the buffer does.
+fn release(conn: Conn, home: Option<Home>) {
+    if let Some(home) = home {
+        if conn.buf.is_empty() {
+            home.client.checkin(&home.authority, conn.stream);
+        }
+    }
+}
+
+/// Reads more from the upstream into the connection's buffer; `Ok(0)` at end of stream.
+fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+    loop {
+        ready!(conn.stream.poll_read_ready(cx))?;
+        if conn.buf.capacity() - conn.buf.len() < 4096 {
+            conn.buf.reserve(READ_CHUNK);
+        }
+        match conn.stream.try_read_buf(&mut conn.buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
+fn truncated() -> Error {
+    "upstream closed the connection in the middle of the response body".into()
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.state {
+                State::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                State::Length(0) => this.state = State::Done,
+                State::Length(left) | State::ChunkData(left) if !conn.buf.is_empty() => {
+                    let take = left.min(conn.buf.len() as u64);
+                    let data = conn.buf.split_to(take as usize).freeze();
+                    this.state = match this.state {
+                        State::ChunkData(_) if take == left => State::ChunkEnd,
+                        State::ChunkData(_) => State::ChunkData(left - take),
+                        _ => State::Length(left - take),
+                    };
+                    if this.state == State::Length(0) {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::UntilClose if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(&conn.buf) {
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        conn.buf.advance(used);
+                        this.state = State::Trailers;
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        conn.buf.advance(used);
+                        this.state = State::ChunkData(size);
+                    }
+                    Ok(httparse::Status::Partial) if conn.buf.len() < MAX_LINE => {
+                        if ready!(poll_fill(conn, cx))? == 0 {
+                            return Poll::Ready(Some(Err(truncated())));
+                        }
+                    }
+                    _ => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
+                },
+                State::ChunkEnd if conn.buf.len() >= 2 => {
+                    if &conn.buf[..2] != b"\r\n" {
+                        return Poll::Ready(Some(Err(WireError::Chunked.into())));
+                    }
+                    conn.buf.advance(2);
+                    this.state = State::ChunkSize;
+                }
+                State::Trailers if conn.buf.starts_with(b"\r\n") => {
+                    conn.buf.advance(2);
+                    this.state = State::Done;
+                }
+                State::Trailers if conn.buf.len() >= 2 => {
+                    match conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        Some(at) => {
+                            conn.buf.advance(at + 4);
+                            this.state = State::Done;
+                        }
+                        None if conn.buf.len() > MAX_LINE => {
+                            return Poll::Ready(Some(Err(WireError::Chunked.into())))
+                        }
+                        None => {
+                            if ready!(poll_fill(conn, cx))? == 0 {
+                                return Poll::Ready(Some(Err(truncated())));
+                            }
+                        }
+                    }
+                }
+                State::UntilClose => {
+                    if ready!(poll_fill(conn, cx))? == 0 {
+                        // The end of the stream is the end of this body; the connection
+                        // is closed, not pooled.
+                        this.home = None;
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                }
+                State::Length(_) | State::ChunkData(_) | State::ChunkEnd | State::Trailers => {
+                    if ready!(poll_fill(conn, cx))? == 0 {
+                        return Poll::Ready(Some(Err(truncated())));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

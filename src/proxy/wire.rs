@@ -1,0 +1,289 @@
+//! The HTTP/1.1 wire format towards upstreams: the request head switchyard writes, the
+//! response head it parses (with httparse, as hyper does), and how the response body is
+//! framed (RFC 9112 section 6.3).
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// The request head as bytes, ready to write (and to write again for a retry).
+pub fn encode_request(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    chunked: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + headers.len() * 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection (no length, or an unknown coding).
+    UntilClose,
+    /// 101: the connection now belongs to the upgraded protocol.
+    Upgrade,
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the connection can carry another request once this body has been read.
+    pub reusable: bool,
+}
+
+/// What the bytes at the start of a read buffer held.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Not a whole head yet; nothing consumed.
+    Partial,
+    /// A 1xx other than 101, consumed and to be ignored.
+    Interim,
+    /// The final head, consumed; the body's first bytes (if any) follow in the buffer.
+    Final(ResponseHead),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("invalid response head: {0}")]
+    Syntax(httparse::Error),
+    #[error("invalid response header {0}")]
+    Header(String),
+    #[error("response head larger than {} KiB", MAX_HEAD / 1024)]
+    TooLarge,
+    #[error("invalid chunked body")]
+    Chunked,
+}
+
+/// Parses the response head at the start of `buf`. `head_request` says whether the
+/// request was HEAD, whose response has no body whatever its headers say.
+pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, WireError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(WireError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(WireError::Syntax(e)),
+    };
+    let code = res.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| WireError::Header(format!("status {code}")))?;
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        let _ = buf.split_to(len);
+        return Ok(Parsed::Interim);
+    }
+    let version = match res.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Where each name and value sits in the buffer, so that once the head is split off
+    // and frozen the values can point into it (no copy, as in hyper).
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start, start + s.len())
+    };
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let count = res.headers.len();
+    for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+        *span = (at(h.name.as_bytes()), at(h.value));
+    }
+    let head = buf.split_to(len).freeze();
+    let headers = header_map(&head, &spans[..count])?;
+    let (framing, reusable) = framing(status, version, &headers, head_request)?;
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        headers,
+        framing,
+        reusable,
+    }))
+}
+
+type Span = (usize, usize);
+
+fn header_map(head: &Bytes, spans: &[(Span, Span)]) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &((ns, ne), (vs, ve)) in spans {
+        let raw_name = &head[ns..ne];
+        let name = HeaderName::from_bytes(raw_name)
+            .map_err(|_| WireError::Header(String::from_utf8_lossy(raw_name).into()))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+            .map_err(|_| WireError::Header(name.to_string()))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+fn framing(
+    status: StatusCode,
+    version: Version,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> Result<(Framing, bool), WireError> {
+    let keep_alive =
+        version == Version::HTTP_11 && !has_token(headers, header::CONNECTION, "close");
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((Framing::Upgrade, false));
+    }
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Empty, keep_alive));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked_last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|t| !t.is_empty())
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        return Ok(match chunked_last {
+            true => (Framing::Chunked, keep_alive),
+            false => (Framing::UntilClose, false),
+        });
+    }
+    match content_length(headers)? {
+        Some(len) => Ok((Framing::Length(len), keep_alive)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// The Content-Length, if any; several must agree (RFC 9112 6.3, point 5).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut found = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let part = part.trim();
+            let len: u64 = match part.bytes().all(|b| b.is_ascii_digit()) {
+                true => part.parse().ok(),
+                false => None,
+            }
+            .ok_or_else(|| WireError::Header(format!("content-length {part:?}")))?;
+            if found.is_some_and(|f| f != len) {
+                return Err(WireError::Header(
+                    "content-length (conflicting values)".into(),
+                ));
+            }
+            found = Some(len);
+        }
+    }
+    Ok(found)
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, head_request: bool) -> Result<Parsed, WireError> {
+        let mut buf = BytesMut::from(raw);
+        parse_response(&mut buf, head_request)
+    }
+
+    fn fin(raw: &str) -> (usize, ResponseHead) {
+        let mut buf = BytesMut::from(raw);
+        match parse_response(&mut buf, false) {
+            Ok(Parsed::Final(head)) => (raw.len() - buf.len(), head),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_head_is_written_in_order() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.com"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let out = encode_request(&Method::POST, "/p?q=1", &h, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Y: z\r\n\r\nhello";
+        let (n, h) = fin(raw);
+        assert_eq!(&raw[n..], "hello");
+        assert_eq!((h.framing, h.reusable), (Framing::Length(5), true));
+        assert_eq!(h.headers["x-y"], "z");
+        let (_, h) =
+            fin("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+        let (_, h) = fin("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
+        let (_, h) = fin("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
+        let (_, h) = fin("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
+        let (_, h) = fin("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::Length(1), false));
+        let (_, h) = fin("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::Length(1), false));
+        let (_, h) = fin("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(h.framing, Framing::Upgrade);
+        let (_, h) = fin("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(3));
+        match parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true) {
+            Ok(Parsed::Final(h)) => assert_eq!(h.framing, Framing::Empty),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_heads_are_errors_and_interim_ones_are_skipped() {
+        assert!(matches!(
+            parse("HTTP/1.1 100 Continue\r\n\r\n", false),
+            Ok(Parsed::Interim)
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 200 OK\r\nContent-Le", false),
+            Ok(Parsed::Partial)
+        ));
+        assert!(parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false).is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", false).is_err());
+        assert!(parse("garbage\r\n\r\n", false).is_err());
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(&huge, false), Err(WireError::TooLarge)));
+    }
+}
