@@ -301,3 +301,99 @@ impl BlueGreen {
             ))
     }
 }
+
+/// An upstream that answers each request with scripted raw bytes, for response framings a
+/// real app may produce that a well-behaved test server would not: `script(path)` gives
+/// the pieces to write (with a short pause between them, so the proxy sees them arrive
+/// separately) and whether to close the connection afterwards.
+pub struct ScriptedUpstream {
+    pub addr: SocketAddr,
+    conns: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+pub type Script = fn(&str) -> (Vec<&'static [u8]>, bool);
+
+impl ScriptedUpstream {
+    pub async fn start(script: Script) -> ScriptedUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (counter, open_now) = (Arc::clone(&conns), Arc::clone(&open));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = Arc::clone(&counter);
+                let open_now = Arc::clone(&open_now);
+                tokio::spawn(async move {
+                    open_now.fetch_add(1, Ordering::SeqCst);
+                    let _open = Decrement(open_now);
+                    let mut first = true;
+                    let mut pending = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        pending.drain(..end + 4);
+                        if std::mem::take(&mut first) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                        let (pieces, close) = script(&path);
+                        for piece in pieces {
+                            if stream.write_all(piece).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedUpstream {
+            addr,
+            conns,
+            open,
+            task,
+        }
+    }
+
+    /// Connections open right now (including probes).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections that carried at least one request (health probes that only connect
+    /// are not counted).
+    pub fn conns(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Decrement(Arc<AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
