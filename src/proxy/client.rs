@@ -18,13 +18,17 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use http::uri::Authority;
 use tokio::net::TcpStream;
 
+use super::exchange::Conn;
 use crate::config::ProxySettings;
 
 /// Per upstream, per worker; beyond it a finished connection is closed instead of kept.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// Read buffers larger than this are not kept with an idle connection.
+const MAX_KEPT_BUFFER: usize = 32 * 1024;
 
 pub struct UpstreamClient {
     idle: Mutex<Vec<Slot>>,
@@ -35,7 +39,8 @@ pub struct UpstreamClient {
 /// Idle connections to one upstream, most recently used last.
 struct Slot {
     authority: Authority,
-    conns: Vec<(TcpStream, Instant)>,
+    /// With their read buffers, whose allocation the next response reuses.
+    conns: Vec<(Conn, Instant)>,
 }
 
 /// Why no connection could be made.
@@ -63,48 +68,52 @@ impl UpstreamClient {
     }
 
     /// The most recently used idle connection to `authority` that is still open.
-    pub(super) async fn checkout(&self, authority: &Authority) -> Option<TcpStream> {
+    pub(super) async fn checkout(&self, authority: &Authority) -> Option<Conn> {
         loop {
-            let stream = self.take(authority)?;
-            if still_open(&stream).await {
-                return Some(stream);
+            let mut conn = self.take(authority)?;
+            if still_open(&conn.stream).await {
+                conn.reused = true;
+                return Some(conn);
             }
         }
     }
 
-    fn take(&self, authority: &Authority) -> Option<TcpStream> {
+    fn take(&self, authority: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let slot = idle.iter_mut().find(|s| s.authority == *authority)?;
-        while let Some((stream, since)) = slot.conns.pop() {
+        while let Some((conn, since)) = slot.conns.pop() {
             if since.elapsed() < self.pool_idle_timeout {
-                return Some(stream);
+                return Some(conn);
             }
         }
         None
     }
 
     /// A new connection, within `connect_timeout`.
-    pub(super) async fn connect(&self, authority: &Authority) -> Result<TcpStream, ConnectError> {
+    pub(super) async fn connect(&self, authority: &Authority) -> Result<Conn, ConnectError> {
         let connecting = TcpStream::connect(authority.as_str());
         let stream = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| ConnectError::Timeout(self.connect_timeout))??;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(Conn::new(stream))
     }
 
-    /// Keeps a connection whose last response ended cleanly, for the next request.
-    pub(super) fn checkin(&self, authority: &Authority, stream: TcpStream) {
+    /// Keeps a connection whose last response ended cleanly (its buffer is empty), for
+    /// the next request.
+    pub(super) fn checkin(&self, authority: &Authority, mut conn: Conn) {
+        if conn.buf.capacity() > MAX_KEPT_BUFFER {
+            // A large body grew it; idle connections should not pin that memory.
+            conn.buf = BytesMut::new();
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match idle.iter_mut().find(|s| s.authority == *authority) {
-            Some(slot) if slot.conns.len() < MAX_IDLE_PER_UPSTREAM => {
-                slot.conns.push((stream, now))
-            }
+            Some(slot) if slot.conns.len() < MAX_IDLE_PER_UPSTREAM => slot.conns.push((conn, now)),
             Some(_) => {}
             None => idle.push(Slot {
                 authority: authority.clone(),
-                conns: vec![(stream, now)],
+                conns: vec![(conn, now)],
             }),
         }
     }
@@ -167,7 +176,7 @@ mod tests {
         let (mut first_peer, _) = listener.accept().await.unwrap();
         let second = c.connect(&authority).await.unwrap();
         let (_second_peer, _) = listener.accept().await.unwrap();
-        let second_port = second.local_addr().unwrap().port();
+        let second_port = second.stream.local_addr().unwrap().port();
         c.checkin(&authority, second);
         c.checkin(&authority, first);
         // The most recent one (`first`) is closed by its peer: checkout must skip it.
@@ -175,7 +184,8 @@ mod tests {
         drop(first_peer);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let got = c.checkout(&authority).await.unwrap();
-        assert_eq!(got.local_addr().unwrap().port(), second_port);
+        assert_eq!(got.stream.local_addr().unwrap().port(), second_port);
+        assert!(got.reused);
         assert!(c.checkout(&authority).await.is_none());
     }
 

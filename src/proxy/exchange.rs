@@ -23,11 +23,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, reused: bool) -> Self {
+    pub fn new(stream: TcpStream) -> Self {
         Conn {
             stream,
             buf: BytesMut::new(),
-            reused,
+            reused: false,
         }
     }
 }

@@ -82,7 +82,7 @@ impl UpstreamBody {
 fn release(conn: Conn, home: Option<Home>) {
     if let Some(home) = home {
         if conn.buf.is_empty() {
-            home.client.checkin(&home.authority, conn.stream);
+            home.client.checkin(&home.authority, conn);
         }
     }
 }

@@ -22,8 +22,7 @@ pub async fn send(
     what: impl Fn() -> String,
 ) -> Result<(Conn, ResponseHead), RequestError> {
     let timeout = via.snap.config.proxy.response_timeout;
-    if let Some(stream) = via.client.checkout(&upstream.authority).await {
-        let mut conn = Conn::new(stream, true);
+    if let Some(mut conn) = via.client.checkout(&upstream.authority).await {
         match attempt(&mut conn, out, timeout).await {
             Ok(head) => return Ok((conn, head)),
             Err(AttemptError::Exchange(ExchangeError::Closed(cause))) if replayable => {
@@ -36,12 +35,11 @@ pub async fn send(
             Err(e) => return Err(e.into_request_error(upstream)),
         }
     }
-    let stream = via
+    let mut conn = via
         .client
         .connect(&upstream.authority)
         .await
         .map_err(|e| unreachable(upstream, e.to_string()))?;
-    let mut conn = Conn::new(stream, false);
     match attempt(&mut conn, out, timeout).await {
         Ok(head) => Ok((conn, head)),
         Err(e) => Err(e.into_request_error(upstream)),
