@@ -13,6 +13,7 @@ use super::wire::{self, Parsed, ResponseHead};
 
 /// Read buffer growth; a small response arrives whole in the first read.
 const READ_CHUNK: usize = 16 * 1024;
+const MIN_READ_ROOM: usize = 4 * 1024;
 
 /// An upstream connection and the bytes read from it but not consumed yet.
 pub struct Conn {
@@ -101,7 +102,11 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, 
                 Err(e) => return Err(ExchangeError::Other(e.to_string())),
             }
         }
-        conn.buf.reserve(READ_CHUNK);
+        if conn.buf.capacity() - conn.buf.len() < MIN_READ_ROOM {
+            // Only when the spare room runs out: the previous responses' bytes may still be
+            // on their way to clients, and the rest of the allocation is ours to fill.
+            conn.buf.reserve(READ_CHUNK);
+        }
         match conn.stream.read_buf(&mut conn.buf).await {
             Ok(0) if !received => {
                 return Err(ExchangeError::Closed(

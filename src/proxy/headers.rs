@@ -51,23 +51,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none (or only `Connection`): one pass over the names is cheaper
     // than seven hashed removals, and this runs twice per proxied request.
     let hop_by_hop = fixed_hop_by_hop();
-    if !headers.keys().any(|name| hop_by_hop.contains(&name)) {
-        return;
-    }
-    if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
-        let (_, values) = entry.remove_entry_mult();
-        let values: Vec<HeaderValue> = values.collect();
-        for value in &values {
-            for name in value.to_str().unwrap_or("").split(',') {
-                let name = name.trim();
-                if !name.is_empty() && !protected(name) {
-                    headers.remove(name);
-                }
-            }
+    let mut present = [false; 7];
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop.iter().position(|h| *h == name) {
+            present[i] = true;
         }
     }
-    for name in fixed_hop_by_hop() {
-        headers.remove(name);
+    if !present.contains(&true) {
+        return;
+    }
+    let listed: Vec<HeaderValue> = match headers.get_all(header::CONNECTION).iter().count() {
+        0 => Vec::new(),
+        // The usual case ("keep-alive", "close", "upgrade"): no list to allocate.
+        1 => {
+            if let Some(value) = headers.remove(header::CONNECTION) {
+                remove_listed(headers, &value);
+            }
+            Vec::new()
+        }
+        _ => match headers.entry(header::CONNECTION) {
+            header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+            header::Entry::Vacant(_) => Vec::new(),
+        },
+    };
+    for value in &listed {
+        remove_listed(headers, value);
+    }
+    for (name, present) in hop_by_hop.into_iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Removes the headers a `Connection` value names, except `protected` ones.
+fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
+    for name in value.to_str().unwrap_or("").split(',') {
+        let name = name.trim();
+        let meaningless = ["", "close", "keep-alive", "upgrade"]
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t));
+        if !meaningless && !protected(name) {
+            headers.remove(name);
+        }
     }
 }
 

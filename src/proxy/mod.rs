@@ -13,6 +13,7 @@ mod send;
 mod upgrade;
 mod wire;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -70,12 +71,12 @@ pub async fn forward(
     }
     let protocol = upgrade::requested(req.headers());
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let target = upstream_target(req.uri(), strip)?;
     rewrite_request(&mut req, upstream, via);
     if let Some(protocol) = protocol {
         upgrade::restore_headers(req.headers_mut(), protocol);
     }
     let (parts, body) = req.into_parts();
+    let target = upstream_target(&parts.uri, strip)?;
     let has_body = !hyper::body::Body::is_end_stream(&body);
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
     let mut out = Outgoing {
@@ -155,18 +156,18 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The request target sent upstream: the path and query, minus a route's `strip` prefix.
-fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<String, RequestError> {
+fn upstream_target<'u>(uri: &'u Uri, strip: Option<&str>) -> Result<Cow<'u, str>, RequestError> {
     let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let target = match strip {
         Some(prefix) if !prefix.is_empty() => {
             let rest = original.strip_prefix(prefix).unwrap_or(original);
             match rest.starts_with('/') {
-                true => rest.to_owned(),
-                false => format!("/{rest}"),
+                true => Cow::Borrowed(rest),
+                false => Cow::Owned(format!("/{rest}")),
             }
         }
-        _ if original.starts_with('/') || original == "*" => original.to_owned(),
-        _ => "/".to_owned(),
+        _ if original.starts_with('/') || original == "*" => Cow::Borrowed(original),
+        _ => Cow::Borrowed("/"),
     };
     // Whatever the client sent, the target must stay one token on the request line.
     match target.bytes().all(|b| b > b' ' && b != 0x7f) {
