@@ -129,7 +129,7 @@ fn is_page_request<B>(req: &Request<B>) -> bool {
 /// A `.` or `..` path segment, literal or percent-encoded. Allocation-free: it runs on
 /// every request.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| is_dot_segment(seg.as_bytes()))
+    path.as_bytes().split(|&b| b == b'/').any(is_dot_segment)
 }
 
 fn is_dot_segment(mut seg: &[u8]) -> bool {

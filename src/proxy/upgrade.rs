@@ -18,12 +18,7 @@ use super::exchange::Conn;
 
 /// The `Upgrade` value of a request that asks for one (`Connection: upgrade` + `Upgrade`).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = super::headers::has_element(headers, &header::CONNECTION, "upgrade");
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
 }

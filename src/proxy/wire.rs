@@ -8,6 +8,8 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use super::headers::{has_element, list};
+
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
@@ -154,7 +156,7 @@ fn framing(
     head_request: bool,
 ) -> Result<(Framing, bool), WireError> {
     let keep_alive =
-        version == Version::HTTP_11 && !has_token(headers, header::CONNECTION, "close");
+        version == Version::HTTP_11 && !has_element(headers, &header::CONNECTION, "close");
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Framing::Upgrade, false));
     }
@@ -162,14 +164,9 @@ fn framing(
         return Ok((Framing::Empty, keep_alive));
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+        let chunked_last = list(headers, &header::TRANSFER_ENCODING)
             .rfind(|t| !t.is_empty())
-            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         return Ok(match chunked_last {
             true => (Framing::Chunked, keep_alive),
             false => (Framing::UntilClose, false),
@@ -184,32 +181,33 @@ fn framing(
 /// The Content-Length, if any; several must agree (RFC 9112 6.3, point 5).
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     let mut found = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            let len: u64 = match part.bytes().all(|b| b.is_ascii_digit()) {
-                true => part.parse().ok(),
-                false => None,
-            }
-            .ok_or_else(|| WireError::Header(format!("content-length {part:?}")))?;
-            if found.is_some_and(|f| f != len) {
-                return Err(WireError::Header(
-                    "content-length (conflicting values)".into(),
-                ));
-            }
-            found = Some(len);
+    for part in list(headers, &header::CONTENT_LENGTH) {
+        let len = decimal(part).ok_or_else(|| {
+            WireError::Header(format!(
+                "content-length {:?}",
+                String::from_utf8_lossy(part)
+            ))
+        })?;
+        if found.is_some_and(|f| f != len) {
+            return Err(WireError::Header(
+                "content-length (conflicting values)".into(),
+            ));
         }
+        found = Some(len);
     }
     Ok(found)
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+/// Digits only (no sign, no space), without overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
 }
 
 #[cfg(test)]
