@@ -80,7 +80,7 @@ impl UpstreamClient {
 
     fn take(&self, authority: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = idle.iter_mut().find(|s| s.authority == *authority)?;
+        let slot = idle.iter_mut().find(|s| same(&s.authority, authority))?;
         while let Some((conn, since)) = slot.conns.pop() {
             if since.elapsed() < self.pool_idle_timeout {
                 return Some(conn);
@@ -108,7 +108,7 @@ impl UpstreamClient {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        match idle.iter_mut().find(|s| s.authority == *authority) {
+        match idle.iter_mut().find(|s| same(&s.authority, authority)) {
             Some(slot) if slot.conns.len() < MAX_IDLE_PER_UPSTREAM => slot.conns.push((conn, now)),
             Some(_) => {}
             None => idle.push(Slot {
@@ -133,6 +133,12 @@ impl UpstreamClient {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.iter().map(|s| s.conns.len()).sum()
     }
+}
+
+/// Byte equality: every key comes from the same configuration text, and `Authority`'s
+/// own case-insensitive comparison showed up in the profile.
+fn same(a: &Authority, b: &Authority) -> bool {
+    a.as_str() == b.as_str()
 }
 
 /// Whether an idle connection can take a request: the upstream has not closed it (FIN or

@@ -29,6 +29,11 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
+/// Whether `name` is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    fixed_hop_by_hop().contains(&name)
+}
+
 /// End-to-end headers a client must not be able to delete by naming them in
 /// `Connection`: the ones switchyard vouches for, and the message's own framing and host.
 fn protected(name: &str) -> bool {
@@ -85,7 +90,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Removes the headers a `Connection` value names, except `protected` ones.
-fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
+pub fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
     for name in elements(value) {
         let meaningless = [&b""[..], b"close", b"keep-alive", b"upgrade"]
             .iter()
@@ -101,7 +106,7 @@ fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
 
 /// The comma-separated elements of one header value, trimmed (RFC 9110 5.6.1). Byte-wise:
 /// these run several times per request, and `str::split` costs more than the work.
-fn elements(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
+pub fn elements(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
     value
         .as_bytes()
         .split(|&b| b == b',')

@@ -101,18 +101,13 @@ pub async fn forward(
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         *res.headers_mut() = head.headers;
-        strip_hop_by_hop(res.headers_mut());
         upgrade::restore_headers(res.headers_mut(), protocol);
         return Ok(res);
     }
     let mut res = Response::new(Body::empty());
     *res.status_mut() = head.status;
+    // Hop-by-hop headers were left out when the head was parsed (`wire`).
     *res.headers_mut() = head.headers;
-    if head.framing == Framing::Chunked {
-        // The body is de-chunked here; hyper frames it again for the client.
-        res.headers_mut().remove(header::CONTENT_LENGTH);
-    }
-    strip_hop_by_hop(res.headers_mut());
     let home = head.reusable.then(|| Home {
         client: Arc::clone(via.client),
         authority: upstream.authority.clone(),

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use super::headers::{has_element, list};
+use super::headers::{elements, is_hop_by_hop, remove_listed};
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -118,20 +118,98 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(res.headers.len());
+    let mut hop = Hop::default();
     for h in res.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| WireError::Header(h.name.to_owned()))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| WireError::Header(name.to_string()))?;
-        headers.append(name, value);
+        let keep = hop.note(&name, &value, status)?;
+        if keep {
+            headers.append(name, value);
+        }
     }
-    let (framing, reusable) = framing(status, version, &headers, head_request)?;
+    if hop.transfer_encoding.is_some() {
+        // RFC 9112 6.3: Transfer-Encoding overrides it, and hyper frames the body anew.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    for value in &hop.listed {
+        remove_listed(&mut headers, value);
+    }
+    let (framing, reusable) = framing(status, version, &hop, head_request);
     Ok(Parsed::Final(ResponseHead {
         status,
         headers,
         framing,
         reusable,
     }))
+}
+
+/// What the hop-by-hop headers said, collected while the headers are read. They describe
+/// the upstream connection, not the response, so they are not kept (only a 101's
+/// `Upgrade` is): the response needs no separate stripping pass.
+#[derive(Default)]
+struct Hop {
+    close: bool,
+    /// Present: whether the last transfer coding is chunked.
+    transfer_encoding: Option<bool>,
+    content_length: Option<u64>,
+    /// `Connection` values that name further headers to drop (rare).
+    listed: Vec<HeaderValue>,
+}
+
+impl Hop {
+    /// Records `name: value`; returns whether the header belongs in the response.
+    fn note(
+        &mut self,
+        name: &HeaderName,
+        value: &HeaderValue,
+        status: StatusCode,
+    ) -> Result<bool, WireError> {
+        if *name == header::CONNECTION {
+            let mut names_others = false;
+            for element in elements(value) {
+                if element.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !element.is_empty()
+                    && !element.eq_ignore_ascii_case(b"keep-alive")
+                    && !element.eq_ignore_ascii_case(b"upgrade")
+                {
+                    names_others = true;
+                }
+            }
+            if names_others {
+                self.listed.push(value.clone());
+            }
+            return Ok(false);
+        }
+        if *name == header::TRANSFER_ENCODING {
+            let last = elements(value).rfind(|e| !e.is_empty());
+            let previous = self.transfer_encoding.unwrap_or(false);
+            self.transfer_encoding =
+                Some(last.map_or(previous, |e| e.eq_ignore_ascii_case(b"chunked")));
+            return Ok(false);
+        }
+        if *name == header::CONTENT_LENGTH {
+            for part in elements(value) {
+                let len = decimal(part).ok_or_else(|| {
+                    WireError::Header(format!(
+                        "content-length {:?}",
+                        String::from_utf8_lossy(part)
+                    ))
+                })?;
+                if self.content_length.is_some_and(|f| f != len) {
+                    return Err(WireError::Header(
+                        "content-length (conflicting values)".into(),
+                    ));
+                }
+                self.content_length = Some(len);
+            }
+            return Ok(true);
+        }
+        let upgrade_of_101 = *name == header::UPGRADE && status == StatusCode::SWITCHING_PROTOCOLS;
+        Ok(upgrade_of_101 || !is_hop_by_hop(name))
+    }
 }
 
 /// Where the head ends: just past the first empty line (CRLF or, as httparse also
@@ -149,53 +227,19 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-fn framing(
-    status: StatusCode,
-    version: Version,
-    headers: &HeaderMap,
-    head_request: bool,
-) -> Result<(Framing, bool), WireError> {
-    let keep_alive =
-        version == Version::HTTP_11 && !has_element(headers, &header::CONNECTION, "close");
+fn framing(status: StatusCode, version: Version, hop: &Hop, head_request: bool) -> (Framing, bool) {
+    let keep_alive = version == Version::HTTP_11 && !hop.close;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((Framing::Upgrade, false));
+        return (Framing::Upgrade, false);
     }
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Empty, keep_alive));
+        return (Framing::Empty, keep_alive);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = list(headers, &header::TRANSFER_ENCODING)
-            .rfind(|t| !t.is_empty())
-            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        return Ok(match chunked_last {
-            true => (Framing::Chunked, keep_alive),
-            false => (Framing::UntilClose, false),
-        });
+    match (hop.transfer_encoding, hop.content_length) {
+        (Some(true), _) => (Framing::Chunked, keep_alive),
+        (Some(false), _) | (None, None) => (Framing::UntilClose, false),
+        (None, Some(len)) => (Framing::Length(len), keep_alive),
     }
-    match content_length(headers)? {
-        Some(len) => Ok((Framing::Length(len), keep_alive)),
-        None => Ok((Framing::UntilClose, false)),
-    }
-}
-
-/// The Content-Length, if any; several must agree (RFC 9112 6.3, point 5).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
-    let mut found = None;
-    for part in list(headers, &header::CONTENT_LENGTH) {
-        let len = decimal(part).ok_or_else(|| {
-            WireError::Header(format!(
-                "content-length {:?}",
-                String::from_utf8_lossy(part)
-            ))
-        })?;
-        if found.is_some_and(|f| f != len) {
-            return Err(WireError::Header(
-                "content-length (conflicting values)".into(),
-            ));
-        }
-        found = Some(len);
-    }
-    Ok(found)
 }
 
 /// Digits only (no sign, no space), without overflow.
@@ -250,18 +294,34 @@ mod tests {
         let (_, h) =
             fin("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+        assert_eq!(
+            h.headers.get("content-length"),
+            None,
+            "overridden by Transfer-Encoding"
+        );
+        assert_eq!(h.headers.get("transfer-encoding"), None, "hop-by-hop");
         let (_, h) = fin("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
         let (_, h) = fin("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
         let (_, h) = fin("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
-        let (_, h) = fin("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n");
+        let (_, h) = fin("HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\nContent-Length: 1\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Length(1), false));
+        let mut names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["content-length", "x-kept"],
+            "hop-by-hop and Connection-named headers are dropped"
+        );
         let (_, h) = fin("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Length(1), false));
-        let (_, h) = fin("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        let (_, h) = fin(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
         assert_eq!(h.framing, Framing::Upgrade);
+        assert_eq!(h.headers["upgrade"], "websocket", "a 101 keeps its Upgrade");
         let (n, h) = fin("HTTP/1.1 200 OK\nContent-Length: 2\n\nok");
         assert_eq!(
             (n, h.framing),
