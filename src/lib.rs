@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod framing;
+pub mod gated;
 pub mod handler;
 pub mod health;
 pub mod health_checks;

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::body::{Body, ResponseBody};
 use crate::error::RequestError;
+use crate::gated::Gated;
 use crate::handler;
 use crate::metrics::RouteKind;
 use crate::observe::{Completion, RequestFacts, Served};
@@ -264,26 +265,35 @@ async fn serve_connection(
     });
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let control = Gated::new(async {
+        tokio::select! {
+            _ = stopped(&mut stop) => Control::Stop,
+            expired = watchdog(&clock, &shared) => Control::Expired(expired),
         }
-        expired = watchdog(&clock, &shared) => match expired {
-            Expired::Headers => {
-                tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
-                return;
-            }
-            Expired::Idle => {
+    });
+    let result = tokio::select! {
+        biased;
+        r = conn.as_mut() => r,
+        control = control => match control {
+            Control::Stop | Control::Expired(Expired::Idle) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
+            }
+            Control::Expired(Expired::Headers) => {
+                tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
+                return;
             }
         }
     };
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
     }
+}
+
+/// Why a connection is asked to end other than by its client.
+enum Control {
+    Stop,
+    Expired(Expired),
 }
 
 /// One request: the snapshot loaded once, the handler, and what will report it when the
