@@ -17,12 +17,12 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 pub use client::UpstreamClient;
-pub use headers::{client_ip, set_forwarded, strip_hop_by_hop};
+pub use headers::{client_ip, strip_hop_by_hop};
 
 use crate::body::Body;
 use crate::config::Upstream;
@@ -71,16 +71,24 @@ pub async fn forward(
     }
     let protocol = upgrade::requested(req.headers());
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    rewrite_request(&mut req, upstream, via);
-    if let Some(protocol) = protocol {
-        upgrade::restore_headers(req.headers_mut(), protocol);
-    }
-    let (parts, body) = req.into_parts();
+    ensure_host(&mut req, upstream);
+    let (mut parts, body) = req.into_parts();
+    headers::strip_connection_listed(&mut parts.headers);
     let target = upstream_target(&parts.uri, strip)?;
+    let trusted = &cfg.server.trusted_proxies;
+    let fwd = headers::forwarding(&parts.headers, via.peer.ip, &via.peer.header_value, trusted);
     let has_body = !hyper::body::Body::is_end_stream(&body);
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let upgrade_headers = protocol.map(upgrade::request_headers);
+    let upgrade_headers = upgrade_headers.iter().flatten().map(|(n, v)| (n, v));
+    let head = wire::encode_request(
+        &parts.method,
+        &target,
+        fwd.apply(&parts.headers).chain(upgrade_headers),
+        chunked,
+    );
     let mut out = Outgoing {
-        head: wire::encode_request(&parts.method, &target, &parts.headers, chunked),
+        head,
         body: has_body.then(|| RequestBody::streaming(body, cfg.server.max_request_body)),
         chunked,
         head_request: parts.method == Method::HEAD,
@@ -116,22 +124,15 @@ pub async fn forward(
     Ok(res)
 }
 
-/// Points the request at the upstream: HTTP/1.1, a Host header, hop-by-hop headers out,
-/// forwarded headers set, all in place on the request's own `HeaderMap`.
-fn rewrite_request(req: &mut Request<Incoming>, upstream: &Upstream, via: &Via<'_>) {
+/// HTTP/2 clients carry the host in the URI; an HTTP/1.0 client may send none at all, and
+/// then the app sees its own address, as from any HTTP/1.1 client library.
+fn ensure_host(req: &mut Request<Incoming>, upstream: &Upstream) {
     if !req.headers().contains_key(header::HOST) {
-        // HTTP/2 clients carry the host in the URI; an HTTP/1.0 client may send none at all,
-        // and then the app sees its own address, as from any HTTP/1.1 client library.
         let host = req.uri().authority().unwrap_or(&upstream.authority);
         if let Ok(host) = HeaderValue::from_str(host.as_str()) {
             req.headers_mut().insert(header::HOST, host);
         }
     }
-    *req.version_mut() = Version::HTTP_11;
-    let headers = req.headers_mut();
-    strip_hop_by_hop(headers);
-    let trusted = &via.snap.config.server.trusted_proxies;
-    set_forwarded(headers, via.peer.ip, &via.peer.header_value, trusted);
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {

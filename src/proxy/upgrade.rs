@@ -8,7 +8,7 @@
 //! (nginx's `proxy_read_timeout` closes a quiet WebSocket after 60 s, a classic surprise);
 //! the load balancer's own idle timeout and the peers' pings govern it.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
@@ -21,6 +21,14 @@ pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = super::headers::has_element(headers, &header::CONNECTION, "upgrade");
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
+}
+
+/// The two hop-by-hop headers an upgrade needs on the next hop.
+pub fn request_headers(protocol: HeaderValue) -> [(HeaderName, HeaderValue); 2] {
+    [
+        (header::CONNECTION, HeaderValue::from_static("upgrade")),
+        (header::UPGRADE, protocol),
+    ]
 }
 
 /// Puts back the two hop-by-hop headers an upgrade needs on the next hop.

@@ -15,13 +15,13 @@ pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 
 /// The request head as bytes, ready to write (and to write again for a retry).
-pub fn encode_request(
+pub fn encode_request<'a>(
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
     chunked: bool,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + headers.len() * 32);
+    let mut out = Vec::with_capacity(512);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -277,7 +277,7 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("example.com"));
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
-        let out = encode_request(&Method::POST, "/p?q=1", &h, true);
+        let out = encode_request(&Method::POST, "/p?q=1", h.iter(), true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
