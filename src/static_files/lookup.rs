@@ -41,6 +41,8 @@ pub struct FileMeta {
     /// Canonical path, opened again to stream a large file.
     pub path: PathBuf,
     pub len: u64,
+    /// `len`, rendered once for every full response.
+    pub content_length: HeaderValue,
     /// Of the file the client asked for, also on its precompressed variants.
     pub content_type: HeaderValue,
     pub modified: Option<SystemTime>,
@@ -152,6 +154,7 @@ fn open_under(root: &Path, path: &Path, encoding: Option<Encoding>) -> io::Resul
     Ok(Opened::File(Box::new(FileMeta {
         content_type: content_type(path),
         len,
+        content_length: HeaderValue::from(len),
         path: canonical,
         modified,
         last_modified,

@@ -54,10 +54,11 @@ pub fn file_response(
         }
         RangeDecision::Unsatisfiable => return unsatisfiable(res, rep.len),
     };
-    res.headers_mut().insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(span.end - span.start),
-    );
+    let length = match span.end - span.start {
+        len if len == rep.len => rep.content_length.clone(),
+        len => HeaderValue::from(len),
+    };
+    res.headers_mut().insert(header::CONTENT_LENGTH, length);
     if with_body {
         *res.body_mut() = body(rep, span);
     }
