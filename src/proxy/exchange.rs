@@ -93,11 +93,15 @@ async fn write_request(conn: &mut Conn, out: &mut Outgoing) -> Result<(), Exchan
 
 async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, ExchangeError> {
     let mut received = !conn.buf.is_empty();
+    let mut scanned = 0;
     loop {
         if !conn.buf.is_empty() {
-            match wire::parse_response(&mut conn.buf, head_request) {
+            match wire::parse_response(&mut conn.buf, head_request, &mut scanned) {
                 Ok(Parsed::Final(head)) => return Ok(head),
-                Ok(Parsed::Interim) => continue,
+                Ok(Parsed::Interim) => {
+                    scanned = 0;
+                    continue;
+                }
                 Ok(Parsed::Partial) => {}
                 Err(e) => return Err(ExchangeError::Other(e.to_string())),
             }

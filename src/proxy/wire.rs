@@ -90,8 +90,18 @@ pub enum WireError {
 /// The head is split off and frozen before parsing, so header values can point into it
 /// (no copy, as in hyper) and no table of offsets has to be built and zeroed: the profile
 /// showed a zeroed 4 KiB table as the largest single cost of the proxy path.
-pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, WireError> {
-    let end = match head_end(buf) {
+///
+/// For a head arriving in pieces, `scanned` remembers how far earlier calls looked for its
+/// end, so an upstream dripping a head byte by byte costs linear time, not quadratic.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+    scanned: &mut usize,
+) -> Result<Parsed, WireError> {
+    let found = head_end(buf, *scanned);
+    // The next search restarts a little before the end, where "\n\r\n" may straddle it.
+    *scanned = buf.len().saturating_sub(2);
+    let end = match found {
         Some(end) if end <= MAX_HEAD => end,
         Some(_) => return Err(WireError::TooLarge),
         None if buf.len() >= MAX_HEAD => return Err(WireError::TooLarge),
@@ -214,8 +224,8 @@ impl Hop {
 
 /// Where the head ends: just past the first empty line (CRLF or, as httparse also
 /// accepts, a bare LF).
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut from = from.min(buf.len());
     while let Some(at) = buf[from..].iter().position(|&b| b == b'\n') {
         let next = from + at + 1;
         match buf.get(next..) {
@@ -260,12 +270,12 @@ mod tests {
 
     fn parse(raw: &str, head_request: bool) -> Result<Parsed, WireError> {
         let mut buf = BytesMut::from(raw);
-        parse_response(&mut buf, head_request)
+        parse_response(&mut buf, head_request, &mut 0)
     }
 
     fn fin(raw: &str) -> (usize, ResponseHead) {
         let mut buf = BytesMut::from(raw);
-        match parse_response(&mut buf, false) {
+        match parse_response(&mut buf, false, &mut 0) {
             Ok(Parsed::Final(head)) => (raw.len() - buf.len(), head),
             other => panic!("{other:?}"),
         }
@@ -334,6 +344,26 @@ mod tests {
             Ok(Parsed::Final(h)) => assert_eq!(h.framing, Framing::Empty),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_head_arriving_byte_by_byte_is_found_once_whole() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let mut buf = BytesMut::new();
+        let mut scanned = 0;
+        for (i, &b) in raw.iter().enumerate() {
+            buf.extend_from_slice(&[b]);
+            match parse_response(&mut buf, false, &mut scanned) {
+                Ok(Parsed::Partial) => assert!(i < raw.len() - 3, "missed the end at {i}"),
+                Ok(Parsed::Final(head)) => {
+                    assert_eq!(i, raw.len() - 3);
+                    assert_eq!(head.framing, Framing::Length(2));
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("never complete");
     }
 
     #[test]
