@@ -11,12 +11,16 @@ fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
     match path {
         "/chunked" => (
             vec![
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n5;e",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;e",
                 b"xt=1\r\nhel",
                 b"lo\r\n6\r\n world\r",
                 b"\n0\r\nX-Trailer: t\r\n",
                 b"\r\n",
             ],
+            false,
+        ),
+        "/both" => (
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n5\r\nhello\r\n0\r\n\r\n"],
             false,
         ),
         "/close" => (vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"close"], true),
@@ -68,11 +72,7 @@ async fn chunked_and_close_delimited_bodies_arrive_whole() {
         let r = conn.get("/chunked").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), "hello world");
-        assert_eq!(
-            r.header("content-length"),
-            None,
-            "a stale length must not be relayed"
-        );
+        assert_eq!(r.header("content-length"), None);
     }
     // One client connection is served by one worker, whose pool reused the connection.
     assert_eq!(
@@ -88,6 +88,16 @@ async fn chunked_and_close_delimited_bodies_arrive_whole() {
         up.conns(),
         2,
         "a close-delimited response's connection is not reused"
+    ); // Both framings at once: decoded as chunked, the length not relayed, and the
+       // connection not trusted again (the sender may have meant the length).
+    let r = conn.get("/both").await;
+    assert_eq!(r.text(), "hello");
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(conn.get("/small").await.text(), "small");
+    assert_eq!(
+        up.conns(),
+        3,
+        "a response with both framings left its connection pooled"
     );
 }
 
@@ -152,4 +162,126 @@ async fn idle_pooled_connections_close_after_pool_idle_timeout() {
     // The client's own keep-alive connection is untouched and gets a new upstream one.
     assert_eq!(conn.get("/small").await.text(), "small");
     assert_eq!(up.conns(), 2);
+}
+
+/// A one-off upstream: `answer(stream, head, already_read_body_bytes)` handles the first
+/// request on each connection.
+async fn raw_upstream<F, Fut>(answer: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream, String, Vec<u8>) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                let end = loop {
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return, // a health probe
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                let rest = got[end + 4..].to_vec();
+                answer(stream, head, rest).await;
+            });
+        }
+    });
+    addr
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An app that streams its answer while it is still reading the request (an echo, a
+/// transform) must not deadlock against the proxy once the body outgrows the socket
+/// buffers: the proxy has to read the response while it sends the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_streams_to_an_app_that_answers_while_reading() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = raw_upstream(|mut stream, head, mut first| async move {
+        let mut left = content_length(&head);
+        let ok = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if stream.write_all(ok).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 65536];
+        while left > 0 {
+            let data = match first.is_empty() {
+                false => std::mem::take(&mut first),
+                true => match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf[..n].to_vec(),
+                },
+            };
+            left = left.saturating_sub(data.len());
+            let chunk = [
+                format!("{:x}\r\n", data.len()).into_bytes(),
+                data,
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let conf = Conf::new("app")
+        .upstream("app", addr)
+        .extra("[proxy]\nresponse_timeout = \"10s\"\n")
+        .build();
+    let d = Daemon::start(&conf);
+    let body: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
+    let started = std::time::Instant::now();
+    let r = send(d.addr, request("POST", "/echo-stream", body.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "echoed body differs");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}
+
+/// An app that refuses a large upload at once (413, 401) without reading it must be heard:
+/// its answer reaches the client instead of a 502 or a 504 after response_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_is_relayed_while_the_body_is_still_coming() {
+    use tokio::io::AsyncWriteExt;
+    let addr = raw_upstream(|mut stream, _head, _first| async move {
+        let no = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+        let _ = stream.write_all(no).await;
+        // Neither reads the rest nor closes, as a busy app may.
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    })
+    .await;
+    let conf = Conf::new("app")
+        .upstream("app", addr)
+        .extra("[proxy]\nresponse_timeout = \"4s\"\n")
+        .build();
+    let d = Daemon::start(&conf);
+    let body = vec![b'x'; 24_000_000];
+    let started = std::time::Instant::now();
+    let r = send(d.addr, request("POST", "/upload", body)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.text(), "too large");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -2,10 +2,14 @@
 //! task: write the head (and stream the body), then read until the response head is in.
 
 use std::io;
+use std::pin::Pin;
 
-use bytes::BytesMut;
-use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::future::poll_fn;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
@@ -55,76 +59,174 @@ pub enum ExchangeError {
     Other(String),
 }
 
-pub async fn exchange(conn: &mut Conn, out: &mut Outgoing) -> Result<ResponseHead, ExchangeError> {
-    write_request(conn, out).await?;
-    read_head(conn, out.head_request).await
-}
-
-/// Writes the head and the body. The head goes out together with the first piece of the
-/// body (one write, as hyper's client does), and later pieces as they arrive.
-async fn write_request(conn: &mut Conn, out: &mut Outgoing) -> Result<(), ExchangeError> {
-    let Some(mut body) = out.body.take() else {
-        return conn.stream.write_all(&out.head).await.map_err(write_error);
+/// Sends the request and reads the response head. The head goes out at once; the body is
+/// sent while the response is awaited, as hyper's client does, so an app that answers
+/// before reading the whole body (an early 401 or 413) is heard, and one that streams its
+/// answer while still reading (an echo) does not deadlock against us. What is left of the
+/// body when the head arrives is returned, to be sent on while the response body is read.
+pub async fn exchange(
+    conn: &mut Conn,
+    out: &mut Outgoing,
+) -> Result<(ResponseHead, Option<Upload>), ExchangeError> {
+    conn.stream
+        .write_all(&out.head)
+        .await
+        .map_err(write_error)?;
+    let mut upload = out.body.take().map(|body| Upload::new(body, out.chunked));
+    let mut write_failed = None;
+    let mut reading = HeadReading {
+        received: !conn.buf.is_empty(),
+        scanned: 0,
     };
-    let mut pending = out.head.clone();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_error)?;
-        let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) else {
-            continue; // trailers are not forwarded
-        };
-        if out.chunked {
-            pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            pending.extend_from_slice(data);
-            pending.extend_from_slice(b"\r\n");
-        } else {
-            pending.extend_from_slice(data);
+    let head = poll_fn(|cx| {
+        if let Some(sending) = upload.as_mut() {
+            match sending.poll_send(&mut conn.stream, cx) {
+                Poll::Ready(Ok(())) => upload = None,
+                Poll::Ready(Err(e @ (ExchangeError::TooLarge | ExchangeError::ClientBody(_)))) => {
+                    return Poll::Ready(Err(e))
+                }
+                // The app stopped reading: it may still have answered (an early 413).
+                Poll::Ready(Err(e)) => {
+                    upload = None;
+                    write_failed = Some(e);
+                }
+                Poll::Pending => {}
+            }
         }
-        if hyper::body::Body::is_end_stream(&body) {
-            break;
+        match ready!(reading.poll(conn, out.head_request, cx)) {
+            Ok(head) => Poll::Ready(Ok(head)),
+            Err(e) => Poll::Ready(Err(write_failed.take().unwrap_or(e))),
         }
-        conn.stream.write_all(&pending).await.map_err(write_error)?;
-        pending.clear();
-    }
-    if out.chunked {
-        pending.extend_from_slice(b"0\r\n\r\n");
-    }
-    conn.stream.write_all(&pending).await.map_err(write_error)
+    })
+    .await?;
+    Ok((head, upload))
 }
 
-async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, ExchangeError> {
-    let mut received = !conn.buf.is_empty();
-    let mut scanned = 0;
-    loop {
-        if !conn.buf.is_empty() {
-            match wire::parse_response(&mut conn.buf, head_request, &mut scanned) {
-                Ok(Parsed::Final(head)) => return Ok(head),
-                Ok(Parsed::Interim) => {
-                    scanned = 0;
-                    continue;
+/// The client's body on its way upstream.
+pub struct Upload {
+    body: RequestBody,
+    /// Framed bytes not yet written.
+    pending: Bytes,
+    chunked: bool,
+    /// The body has ended (and, chunked, its last chunk is in `pending`).
+    ended: bool,
+}
+
+impl Upload {
+    fn new(body: RequestBody, chunked: bool) -> Self {
+        Upload {
+            body,
+            pending: Bytes::new(),
+            chunked,
+            ended: false,
+        }
+    }
+
+    /// Writes what the client has sent so far; ready when the whole body is out.
+    pub fn poll_send(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ExchangeError>> {
+        loop {
+            while !self.pending.is_empty() {
+                match ready!(Pin::new(&mut *stream).poll_write(cx, &self.pending)) {
+                    Ok(0) => {
+                        return Poll::Ready(Err(ExchangeError::Closed(
+                            "upstream stopped taking the request body".into(),
+                        )))
+                    }
+                    Ok(n) => self.pending.advance(n),
+                    Err(e) => return Poll::Ready(Err(write_error(e))),
                 }
-                Ok(Parsed::Partial) => {}
-                Err(e) => return Err(ExchangeError::Other(e.to_string())),
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = self.framed(data);
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(body_error(e))),
+                None => {
+                    self.ended = true;
+                    if self.chunked {
+                        self.pending = Bytes::from_static(b"0\r\n\r\n");
+                    }
+                }
             }
         }
-        if conn.buf.capacity() - conn.buf.len() < MIN_READ_ROOM {
-            // Only when the spare room runs out: the previous responses' bytes may still be
-            // on their way to clients, and the rest of the allocation is ours to fill.
-            conn.buf.reserve(READ_CHUNK);
+    }
+
+    fn framed(&self, data: Bytes) -> Bytes {
+        if !self.chunked || data.is_empty() {
+            return data;
         }
-        match conn.stream.read_buf(&mut conn.buf).await {
-            Ok(0) if !received => {
-                return Err(ExchangeError::Closed(
-                    "connection closed before any response".into(),
-                ))
+        let mut out = BytesMut::with_capacity(data.len() + 12);
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\r\n");
+        out.freeze()
+    }
+}
+
+/// Progress reading a response head.
+struct HeadReading {
+    received: bool,
+    scanned: usize,
+}
+
+impl HeadReading {
+    fn poll(
+        &mut self,
+        conn: &mut Conn,
+        head_request: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ResponseHead, ExchangeError>> {
+        loop {
+            if !conn.buf.is_empty() {
+                match wire::parse_response(&mut conn.buf, head_request, &mut self.scanned) {
+                    Ok(Parsed::Final(head)) => return Poll::Ready(Ok(head)),
+                    Ok(Parsed::Interim) => {
+                        self.scanned = 0;
+                        continue;
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => return Poll::Ready(Err(ExchangeError::Other(e.to_string()))),
+                }
             }
-            Ok(0) => {
-                return Err(ExchangeError::Other(
-                    "connection closed in the middle of the response head".into(),
-                ))
+            if conn.buf.capacity() - conn.buf.len() < MIN_READ_ROOM {
+                // Only when the spare room runs out: the previous responses' bytes may still
+                // be on their way to clients, and the rest of the allocation is ours to fill.
+                conn.buf.reserve(READ_CHUNK);
             }
-            Ok(_) => received = true,
-            Err(e) if !received && closed(&e) => return Err(ExchangeError::Closed(e.to_string())),
-            Err(e) => return Err(ExchangeError::Other(e.to_string())),
+            if let Err(e) = ready!(conn.stream.poll_read_ready(cx)) {
+                return Poll::Ready(Err(self.read_error(e)));
+            }
+            match conn.stream.try_read_buf(&mut conn.buf) {
+                Ok(0) if !self.received => {
+                    return Poll::Ready(Err(ExchangeError::Closed(
+                        "connection closed before any response".into(),
+                    )))
+                }
+                Ok(0) => {
+                    return Poll::Ready(Err(ExchangeError::Other(
+                        "connection closed in the middle of the response head".into(),
+                    )))
+                }
+                Ok(_) => self.received = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(self.read_error(e))),
+            }
+        }
+    }
+
+    fn read_error(&self, e: io::Error) -> ExchangeError {
+        match !self.received && closed(&e) {
+            true => ExchangeError::Closed(e.to_string()),
+            false => ExchangeError::Other(e.to_string()),
         }
     }
 }

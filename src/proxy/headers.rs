@@ -217,10 +217,7 @@ impl Forwarding {
 /// Removes the headers a request's `Connection` header names (rare; the fixed hop-by-hop
 /// ones are left out by `Forwarding::passes`).
 pub fn strip_connection_listed(headers: &mut HeaderMap) {
-    let Some(value) = headers.get(header::CONNECTION) else {
-        return;
-    };
-    let names_others = elements(value).any(|e| {
+    let names_others = list(headers, &header::CONNECTION).any(|e| {
         !e.is_empty()
             && !e.eq_ignore_ascii_case(b"close")
             && !e.eq_ignore_ascii_case(b"keep-alive")

@@ -95,7 +95,7 @@ pub async fn forward(
     };
     let replayable = !has_body && is_idempotent(&parts.method);
     let what = || format!("{} {}", parts.method, parts.uri.path());
-    let (conn, head) = send::send(&mut out, replayable, upstream, via, what).await?;
+    let (conn, head, upload) = send::send(&mut out, replayable, upstream, via, what).await?;
     if head.framing == Framing::Upgrade {
         let protocol = head.headers.get(header::UPGRADE).cloned();
         let (Some(client), Some(protocol)) = (client_upgrade, protocol) else {
@@ -116,11 +116,12 @@ pub async fn forward(
     *res.status_mut() = head.status;
     // Hop-by-hop headers were left out when the head was parsed (`wire`).
     *res.headers_mut() = head.headers;
-    let home = head.reusable.then(|| Home {
+    // A body still being sent when the answer came leaves the connection mid-request.
+    let home = (head.reusable && upload.is_none()).then(|| Home {
         client: Arc::clone(via.client),
         authority: upstream.authority.clone(),
     });
-    *res.body_mut() = UpstreamBody::start(conn, head.framing, home);
+    *res.body_mut() = UpstreamBody::start(conn, head.framing, home, upload);
     Ok(res)
 }
 

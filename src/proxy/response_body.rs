@@ -12,7 +12,7 @@ use http::uri::Authority;
 use http_body::{Body, Frame, SizeHint};
 
 use super::client::UpstreamClient;
-use super::exchange::Conn;
+use super::exchange::{Conn, Upload};
 use super::wire::{Framing, WireError};
 use crate::body::Body as ResponseBody;
 
@@ -23,6 +23,9 @@ const MAX_LINE: usize = 16 * 1024;
 
 pub struct UpstreamBody {
     conn: Option<Conn>,
+    /// The rest of the request body, sent on while the response is read (an app that
+    /// streams its answer while reading, such as an echo).
+    upload: Option<Upload>,
     state: State,
     /// Where the connection goes when the body ended cleanly, if it may be reused.
     home: Option<Home>,
@@ -49,7 +52,12 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 impl UpstreamBody {
     /// The response body. When it is already whole in the read buffer (a small response),
     /// it becomes a plain buffer and the connection goes straight back to the pool.
-    pub fn start(mut conn: Conn, framing: Framing, home: Option<Home>) -> ResponseBody {
+    pub fn start(
+        mut conn: Conn,
+        framing: Framing,
+        home: Option<Home>,
+        upload: Option<Upload>,
+    ) -> ResponseBody {
         let state = match framing {
             Framing::Empty | Framing::Upgrade => State::Length(0),
             Framing::Length(len) => State::Length(len),
@@ -65,6 +73,7 @@ impl UpstreamBody {
         }
         ResponseBody::Upstream(Box::new(UpstreamBody {
             conn: Some(conn),
+            upload,
             state,
             home,
         }))
@@ -114,6 +123,12 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if let (Some(sending), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
+            // Done or failed, there is nothing more to send; the response goes on.
+            if sending.poll_send(&mut conn.stream, cx).is_ready() {
+                this.upload = None;
+            }
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::exchange::{exchange, Conn, ExchangeError, Outgoing};
+use super::exchange::{exchange, Conn, ExchangeError, Outgoing, Upload};
 use super::wire::ResponseHead;
 use super::Via;
 use crate::config::Upstream;
@@ -20,11 +20,11 @@ pub async fn send(
     upstream: &Upstream,
     via: &Via<'_>,
     what: impl Fn() -> String,
-) -> Result<(Conn, ResponseHead), RequestError> {
+) -> Result<(Conn, ResponseHead, Option<Upload>), RequestError> {
     let timeout = via.snap.config.proxy.response_timeout;
     if let Some(mut conn) = via.client.checkout(&upstream.authority).await {
         match attempt(&mut conn, out, timeout).await {
-            Ok(head) => return Ok((conn, head)),
+            Ok((head, upload)) => return Ok((conn, head, upload)),
             Err(AttemptError::Exchange(ExchangeError::Closed(cause))) if replayable => {
                 tracing::info!(
                     "retrying {} on a new connection to {}: {cause}",
@@ -41,7 +41,7 @@ pub async fn send(
         .await
         .map_err(|e| unreachable(upstream, e.to_string()))?;
     match attempt(&mut conn, out, timeout).await {
-        Ok(head) => Ok((conn, head)),
+        Ok((head, upload)) => Ok((conn, head, upload)),
         Err(e) => Err(e.into_request_error(upstream)),
     }
 }
@@ -55,7 +55,7 @@ async fn attempt(
     conn: &mut Conn,
     out: &mut Outgoing,
     timeout: Duration,
-) -> Result<ResponseHead, AttemptError> {
+) -> Result<(ResponseHead, Option<Upload>), AttemptError> {
     match tokio::time::timeout(timeout, exchange(conn, out)).await {
         Err(_) => Err(AttemptError::Timeout(timeout)),
         Ok(result) => result.map_err(AttemptError::Exchange),

@@ -246,7 +246,9 @@ fn framing(status: StatusCode, version: Version, hop: &Hop, head_request: bool) 
         return (Framing::Empty, keep_alive);
     }
     match (hop.transfer_encoding, hop.content_length) {
-        (Some(true), _) => (Framing::Chunked, keep_alive),
+        // Both framings at once (RFC 9112 6.3: "ought to be handled as an error"): decode
+        // as chunked, but never reuse the connection, in case the sender meant the length.
+        (Some(true), length) => (Framing::Chunked, keep_alive && length.is_none()),
         (Some(false), _) | (None, None) => (Framing::UntilClose, false),
         (None, Some(len)) => (Framing::Length(len), keep_alive),
     }
@@ -303,7 +305,7 @@ mod tests {
         assert_eq!(h.headers["x-y"], "z");
         let (_, h) =
             fin("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+        assert_eq!((h.framing, h.reusable), (Framing::Chunked, false));
         assert_eq!(
             h.headers.get("content-length"),
             None,

@@ -237,7 +237,20 @@ impl ClosingUpstream {
                             continue;
                         };
                         let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                        pending.clear();
+                        // The body (Content-Length only) belongs to this request.
+                        let body_len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())
+                                    .flatten()
+                            })
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + body_len {
+                            continue;
+                        }
+                        pending.drain(..end + 4 + body_len);
                         log.lock()
                             .unwrap()
                             .push(head.lines().next().unwrap_or("").to_owned());
