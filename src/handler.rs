@@ -12,7 +12,7 @@ use crate::error::RequestError;
 use crate::health;
 use crate::metrics::RouteKind;
 use crate::observe::Served;
-use crate::proxy::{self, Peer};
+use crate::proxy::{self, ConnPermit, Peer};
 use crate::router::{self, Decision};
 use crate::snapshot::{Shared, Snapshot};
 use crate::static_files::{self, Outcome};
@@ -24,6 +24,7 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     pub worker: &'a Worker,
     pub snap: &'a Arc<Snapshot>,
+    pub permit: &'a ConnPermit,
 }
 
 type Answer = (Result<Response<Body>, RequestError>, Served);
@@ -45,7 +46,7 @@ impl Ctx<'_> {
             peer: self.peer,
             snap: self.snap,
             client: &client,
-            permits: &self.worker.permits,
+            permit: self.permit,
         };
         // Boxed: the proxy future is about 1.7 KiB, and every enclosing async fn would
         // otherwise carry (and move) that much for static requests too; the profile showed

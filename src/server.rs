@@ -32,7 +32,7 @@ use crate::gated::Gated;
 use crate::handler;
 use crate::metrics::RouteKind;
 use crate::observe::{Completion, RequestFacts, Served};
-use crate::proxy::Peer;
+use crate::proxy::{ConnPermit, Peer};
 use crate::snapshot::Shared;
 use crate::timeouts::{self, ClockedIo, ConnClock, Expired};
 use crate::worker::Worker;
@@ -71,6 +71,10 @@ struct ConnContext {
     shared: Arc<Shared>,
     worker: Arc<Worker>,
     peer: Peer,
+    /// The connection's slot under `max_connections`, released when the connection ends,
+    /// or handed to the tunnel when the connection is upgraded (a WebSocket outlives the
+    /// HTTP connection it started on and must keep counting, so shutdown waits for it).
+    permit: ConnPermit,
 }
 
 impl Server {
@@ -132,7 +136,6 @@ fn run_worker(
     runtime.block_on(async move {
         let worker = Arc::new(Worker::new(
             &shared.load().config.proxy,
-            Arc::clone(&permits),
             shared.metrics.shard(),
         ));
         let builder = Arc::new(http_builder());
@@ -211,6 +214,7 @@ async fn accept_loop(
             shared: Arc::clone(&shared),
             worker: Arc::clone(&worker),
             peer: Peer::new(peer.ip().to_canonical()),
+            permit: ConnPermit::new(permit),
         });
         let builder = Arc::clone(&builder);
         let stop = stop.clone();
@@ -223,7 +227,6 @@ async fn accept_loop(
                 .metrics
                 .open_connections
                 .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
         });
     }
     drop(listener);
@@ -317,6 +320,7 @@ async fn serve_request(
                 shared: &conn.shared,
                 worker: &conn.worker,
                 snap: &snap,
+                permit: &conn.permit,
             };
             handler::handle(req, &ctx).await
         }

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
 
 use crate::config::ProxySettings;
 use crate::metrics::Shard;
@@ -20,18 +19,15 @@ use crate::static_files::FileCache;
 pub struct Worker {
     client: ArcSwap<UpstreamClient>,
     pub files: FileCache,
-    /// The process-wide connection limit (shared by all workers).
-    pub permits: Arc<Semaphore>,
     /// This worker's metrics counters.
     pub metrics: Arc<Shard>,
 }
 
 impl Worker {
-    pub fn new(settings: &ProxySettings, permits: Arc<Semaphore>, metrics: Arc<Shard>) -> Self {
+    pub fn new(settings: &ProxySettings, metrics: Arc<Shard>) -> Self {
         Worker {
             client: ArcSwap::from_pointee(UpstreamClient::new(settings)),
             files: FileCache::default(),
-            permits,
             metrics,
         }
     }

@@ -93,3 +93,25 @@ async fn shutdown_waits_for_an_open_websocket_until_it_closes() {
     drop(ws);
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
+
+/// The tunnel takes over its HTTP connection's slot under `max_connections`: even when
+/// that was the last free slot, shutdown still waits for the WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_on_the_last_free_connection_slot_still_holds_shutdown() {
+    let app = Upstream::start("app").await;
+    let conf = Conf::new("app")
+        .upstream("app", app.addr)
+        .server("shutdown_timeout = \"10s\"")
+        .server("max_connections = 1")
+        .build();
+    let mut d = Daemon::start(&conf);
+    let mut ws = connect(d.addr, "/ws").await;
+    assert_eq!(echo(&mut ws, "one").await, "app: one");
+    d.signal(libc::SIGTERM);
+    d.wait_for_log("no longer accepting", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(echo(&mut ws, "still here").await, "app: still here");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

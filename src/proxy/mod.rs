@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
+use std::sync::Mutex;
+
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use client::UpstreamClient;
 pub use headers::{client_ip, strip_hop_by_hop};
@@ -48,14 +50,27 @@ impl Peer {
     }
 }
 
+/// A connection's permit under `max_connections`, which an upgrade can take over.
+pub struct ConnPermit(Mutex<Option<OwnedSemaphorePermit>>);
+
+impl ConnPermit {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        ConnPermit(Mutex::new(Some(permit)))
+    }
+
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// What forwarding one request needs besides the request.
 pub struct Via<'a> {
     pub peer: &'a Peer,
     pub snap: &'a Snapshot,
     /// This worker's pool of upstream connections.
     pub client: &'a Arc<UpstreamClient>,
-    /// The connection limit; an upgraded connection takes a permit of its own.
-    pub permits: &'a Arc<Semaphore>,
+    /// The client connection's slot under `max_connections`; an upgrade takes it along.
+    pub permit: &'a ConnPermit,
 }
 
 /// Forwards `req` to `upstream`, removing `strip` (a route's path prefix) from the path.
@@ -104,7 +119,7 @@ pub async fn forward(
                 cause: "101 Switching Protocols without an upgrade to switch to".into(),
             });
         };
-        let permit = Arc::clone(via.permits).try_acquire_owned().ok();
+        let permit = via.permit.take();
         upgrade::tunnel(client, conn, upstream.name.clone(), permit);
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -3,7 +3,8 @@
 //! over and joined byte for byte until either side closes.
 //!
 //! A tunnel belongs to no snapshot: a reload or a blue/green switch does not touch it,
-//! and it keeps the upstream it was opened to. It holds a connection permit, so graceful
+//! and it keeps the upstream it was opened to. It takes over its HTTP connection's permit
+//! (its slot under `max_connections`), so it keeps counting as a connection and graceful
 //! shutdown waits for it up to `shutdown_timeout`. There is no idle timeout on a tunnel
 //! (nginx's `proxy_read_timeout` closes a quiet WebSocket after 60 s, a classic surprise);
 //! the load balancer's own idle timeout and the peers' pings govern it.
