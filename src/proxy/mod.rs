@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use client::UpstreamClient;
-pub use headers::{client_ip, strip_hop_by_hop};
+pub use headers::client_ip;
 
 use crate::body::Body;
 use crate::config::Upstream;

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use super::headers::{elements, is_hop_by_hop, remove_listed};
+use super::headers::{elements, is_hop_by_hop, names_a_header, remove_listed};
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -177,18 +177,8 @@ impl Hop {
         status: StatusCode,
     ) -> Result<bool, WireError> {
         if *name == header::CONNECTION {
-            let mut names_others = false;
-            for element in elements(value) {
-                if element.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if !element.is_empty()
-                    && !element.eq_ignore_ascii_case(b"keep-alive")
-                    && !element.eq_ignore_ascii_case(b"upgrade")
-                {
-                    names_others = true;
-                }
-            }
-            if names_others {
+            self.close |= elements(value).any(|e| e.eq_ignore_ascii_case(b"close"));
+            if elements(value).any(names_a_header) {
                 self.listed.push(value.clone());
             }
             return Ok(false);
