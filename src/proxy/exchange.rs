@@ -1,10 +1,9 @@
 //! One request/response exchange on an upstream connection, driven by the request's own
 //! task: write the head (and stream the body), then read until the response head is in.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-
-use std::future::poll_fn;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -15,8 +14,9 @@ use tokio::net::TcpStream;
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
 use super::wire::{self, Parsed, ResponseHead};
 
-/// Read buffer growth; a small response arrives whole in the first read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read buffer growth for response heads; a small response arrives whole in one read.
+const HEAD_CHUNK: usize = 16 * 1024;
+/// Below this much spare room the read buffer grows.
 const MIN_READ_ROOM: usize = 4 * 1024;
 
 /// An upstream connection and the bytes read from it but not consumed yet.
@@ -33,6 +33,22 @@ impl Conn {
             stream,
             buf: BytesMut::new(),
             reused: false,
+        }
+    }
+
+    /// Reads more from the upstream into `buf`, growing it by `grow` only when its spare
+    /// room runs out (the previous responses' bytes may still be on their way to clients;
+    /// the rest of the allocation is ours to fill). `Ok(0)` at end of stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>, grow: usize) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+                self.buf.reserve(grow);
+            }
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
         }
     }
 }
@@ -197,15 +213,7 @@ impl HeadReading {
                     Err(e) => return Poll::Ready(Err(ExchangeError::Other(e.to_string()))),
                 }
             }
-            if conn.buf.capacity() - conn.buf.len() < MIN_READ_ROOM {
-                // Only when the spare room runs out: the previous responses' bytes may still
-                // be on their way to clients, and the rest of the allocation is ours to fill.
-                conn.buf.reserve(READ_CHUNK);
-            }
-            if let Err(e) = ready!(conn.stream.poll_read_ready(cx)) {
-                return Poll::Ready(Err(self.read_error(e)));
-            }
-            match conn.stream.try_read_buf(&mut conn.buf) {
+            match ready!(conn.poll_fill(cx, HEAD_CHUNK)) {
                 Ok(0) if !self.received => {
                     return Poll::Ready(Err(ExchangeError::Closed(
                         "connection closed before any response".into(),
@@ -217,7 +225,6 @@ impl HeadReading {
                     )))
                 }
                 Ok(_) => self.received = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(self.read_error(e))),
             }
         }

@@ -16,8 +16,8 @@ use super::exchange::{Conn, Upload};
 use super::wire::{Framing, WireError};
 use crate::body::Body as ResponseBody;
 
-/// Reads from the upstream are at most this large (one frame each).
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer growth for bodies (each read is at most one frame).
+const BODY_CHUNK: usize = 64 * 1024;
 /// Longest chunk-size line or trailer section accepted.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -96,20 +96,6 @@ fn release(conn: Conn, home: Option<Home>) {
     }
 }
 
-/// Reads more from the upstream into the connection's buffer; `Ok(0)` at end of stream.
-fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-    loop {
-        ready!(conn.stream.poll_read_ready(cx))?;
-        if conn.buf.capacity() - conn.buf.len() < 4096 {
-            conn.buf.reserve(READ_CHUNK);
-        }
-        match conn.stream.try_read_buf(&mut conn.buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => return Poll::Ready(other),
-        }
-    }
-}
-
 fn truncated() -> Error {
     "upstream closed the connection in the middle of the response body".into()
 }
@@ -166,7 +152,7 @@ impl Body for UpstreamBody {
                         this.state = State::ChunkData(size);
                     }
                     Ok(httparse::Status::Partial) if conn.buf.len() < MAX_LINE => {
-                        if ready!(poll_fill(conn, cx))? == 0 {
+                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                             return Poll::Ready(Some(Err(truncated())));
                         }
                     }
@@ -193,14 +179,14 @@ impl Body for UpstreamBody {
                             return Poll::Ready(Some(Err(WireError::Chunked.into())))
                         }
                         None => {
-                            if ready!(poll_fill(conn, cx))? == 0 {
+                            if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                                 return Poll::Ready(Some(Err(truncated())));
                             }
                         }
                     }
                 }
                 State::UntilClose => {
-                    if ready!(poll_fill(conn, cx))? == 0 {
+                    if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                         // The end of the stream is the end of this body; the connection
                         // is closed, not pooled.
                         this.home = None;
@@ -209,7 +195,7 @@ impl Body for UpstreamBody {
                     }
                 }
                 State::Length(_) | State::ChunkData(_) | State::ChunkEnd | State::Trailers => {
-                    if ready!(poll_fill(conn, cx))? == 0 {
+                    if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                         return Poll::Ready(Some(Err(truncated())));
                     }
                 }
