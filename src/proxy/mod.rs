@@ -1,8 +1,9 @@
 //! Reverse proxying: one request in, rewritten for the upstream, streamed both ways.
 //!
-//! Neither body is buffered: the client's `Incoming` body is handed to the upstream client
-//! as it arrives and the upstream's `Incoming` body is handed back to hyper. The only
-//! whole-request work is header rewriting, done in place on the request's own `HeaderMap`.
+//! Neither body is buffered: the client's body is written upstream as it arrives
+//! (`exchange`) and the upstream's is decoded as hyper asks for it (`response_body`). The
+//! request's headers are not rewritten in a map: the head is written once, with hop-by-hop
+//! headers left out and the forwarded ones added (`headers`, `wire`).
 
 mod client;
 mod exchange;
@@ -15,12 +16,10 @@ mod wire;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use std::sync::Mutex;
-
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use client::UpstreamClient;
@@ -114,10 +113,8 @@ pub async fn forward(
     if head.framing == Framing::Upgrade {
         let protocol = head.headers.get(header::UPGRADE).cloned();
         let (Some(client), Some(protocol)) = (client_upgrade, protocol) else {
-            return Err(RequestError::UpstreamUnreachable {
-                upstream: format!("{} ({})", upstream.name, upstream.url),
-                cause: "101 Switching Protocols without an upgrade to switch to".into(),
-            });
+            let cause = "101 Switching Protocols without an upgrade to switch to";
+            return Err(send::unreachable(upstream, cause.into()));
         };
         let permit = via.permit.take();
         upgrade::tunnel(client, conn, upstream.name.clone(), permit);

@@ -80,7 +80,8 @@ impl AttemptError {
     }
 }
 
-fn unreachable(upstream: &Upstream, cause: String) -> RequestError {
+/// A 502 naming the upstream and the cause (for the log, never the client).
+pub(super) fn unreachable(upstream: &Upstream, cause: String) -> RequestError {
     RequestError::UpstreamUnreachable {
         upstream: format!("{} ({})", upstream.name, upstream.url),
         cause,

@@ -24,7 +24,8 @@ pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// The two hop-by-hop headers an upgrade needs on the next hop.
+/// The two hop-by-hop headers an upgrade needs on the next hop (written with the request
+/// head; `restore_headers` puts them in a response).
 pub fn request_headers(protocol: HeaderValue) -> [(HeaderName, HeaderValue); 2] {
     [
         (header::CONNECTION, HeaderValue::from_static("upgrade")),
@@ -34,8 +35,9 @@ pub fn request_headers(protocol: HeaderValue) -> [(HeaderName, HeaderValue); 2] 
 
 /// Puts back the two hop-by-hop headers an upgrade needs on the next hop.
 pub fn restore_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, protocol);
+    for (name, value) in request_headers(protocol) {
+        headers.insert(name, value);
+    }
 }
 
 /// After a 101 from the upstream: joins the client's connection, once hyper hands it over,

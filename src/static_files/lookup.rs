@@ -38,7 +38,7 @@ pub enum Found {
 
 /// A regular file under the root, with its response headers rendered once.
 pub struct FileMeta {
-    /// Canonical path, opened again to stream a large file.
+    /// Canonical path, beside which precompressed variants (`.br`, `.gz`) are looked for.
     pub path: PathBuf,
     pub len: u64,
     /// `len`, rendered once for every full response.
