@@ -110,10 +110,16 @@ impl AccessLogger {
 }
 
 fn shard_of_this_thread(shards: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::thread::current().id().hash(&mut h);
-    (h.finish() as usize) % shards.max(1)
+    thread_local! {
+        // A thread's id never changes: hash it once per thread, not once per log line.
+        static THREAD_HASH: u64 = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::thread::current().id().hash(&mut h);
+            h.finish()
+        };
+    }
+    THREAD_HASH.with(|h| (*h as usize) % shards.max(1))
 }
 
 fn open(dest: &AccessLog) -> Option<Box<dyn Write + Send>> {
