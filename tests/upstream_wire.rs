@@ -57,11 +57,12 @@ async fn through_scripted() -> (Daemon, ScriptedUpstream) {
 
 async fn through_scripted_with(extra: &str) -> (Daemon, ScriptedUpstream) {
     let up = ScriptedUpstream::start(script).await;
-    let conf = Conf::new("app")
-        .upstream("app", up.addr)
-        .extra(extra)
-        .build();
-    (Daemon::start(&conf), up)
+    (proxy_to(up.addr, extra), up)
+}
+
+/// The daemon proxying everything to `addr`, with `extra` config appended.
+fn proxy_to(addr: std::net::SocketAddr, extra: &str) -> Daemon {
+    Daemon::start(&Conf::new("app").upstream("app", addr).extra(extra).build())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,11 +244,7 @@ async fn a_large_body_streams_to_an_app_that_answers_while_reading() {
         let _ = stream.write_all(b"0\r\n\r\n").await;
     })
     .await;
-    let conf = Conf::new("app")
-        .upstream("app", addr)
-        .extra("[proxy]\nresponse_timeout = \"10s\"\n")
-        .build();
-    let d = Daemon::start(&conf);
+    let d = proxy_to(addr, "[proxy]\nresponse_timeout = \"10s\"\n");
     let body: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
     let started = std::time::Instant::now();
     let r = send(d.addr, request("POST", "/echo-stream", body.clone())).await;
@@ -269,11 +266,7 @@ async fn an_early_answer_is_relayed_while_the_body_is_still_coming() {
         tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     })
     .await;
-    let conf = Conf::new("app")
-        .upstream("app", addr)
-        .extra("[proxy]\nresponse_timeout = \"4s\"\n")
-        .build();
-    let d = Daemon::start(&conf);
+    let d = proxy_to(addr, "[proxy]\nresponse_timeout = \"4s\"\n");
     // A raw client that keeps sending while it reads: hyper's client may report its own
     // failed write (the proxy closes after answering) instead of the answer.
     let started = std::time::Instant::now();

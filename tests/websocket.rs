@@ -76,35 +76,17 @@ async fn an_open_websocket_survives_a_switch_and_new_ones_follow_it() {
     assert_eq!(echo(&mut old, "still").await, "blue: still");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_waits_for_an_open_websocket_until_it_closes() {
+/// Opens a WebSocket, sends SIGTERM, and checks that the tunnel keeps working while
+/// shutdown waits for it, and that the daemon exits 0 once it closes.
+async fn shutdown_waits_for_a_websocket(server_lines: &[&str]) {
     let app = Upstream::start("app").await;
-    let conf = Conf::new("app")
+    let mut conf = Conf::new("app")
         .upstream("app", app.addr)
-        .server("shutdown_timeout = \"10s\"")
-        .build();
-    let mut d = Daemon::start(&conf);
-    let mut ws = connect(d.addr, "/ws").await;
-    d.signal(libc::SIGTERM);
-    d.wait_for_log("no longer accepting", Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(echo(&mut ws, "still here").await, "app: still here");
-    ws.close(None).await.unwrap();
-    drop(ws);
-    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
-}
-
-/// The tunnel takes over its HTTP connection's slot under `max_connections`: even when
-/// that was the last free slot, shutdown still waits for the WebSocket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_on_the_last_free_connection_slot_still_holds_shutdown() {
-    let app = Upstream::start("app").await;
-    let conf = Conf::new("app")
-        .upstream("app", app.addr)
-        .server("shutdown_timeout = \"10s\"")
-        .server("max_connections = 1")
-        .build();
-    let mut d = Daemon::start(&conf);
+        .server("shutdown_timeout = \"10s\"");
+    for line in server_lines {
+        conf = conf.server(line);
+    }
+    let mut d = Daemon::start(&conf.build());
     let mut ws = connect(d.addr, "/ws").await;
     assert_eq!(echo(&mut ws, "one").await, "app: one");
     d.signal(libc::SIGTERM);
@@ -114,4 +96,16 @@ async fn a_websocket_on_the_last_free_connection_slot_still_holds_shutdown() {
     ws.close(None).await.unwrap();
     drop(ws);
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_open_websocket_until_it_closes() {
+    shutdown_waits_for_a_websocket(&[]).await;
+}
+
+/// The tunnel takes over its HTTP connection's slot under `max_connections`: even when
+/// that was the last free slot, shutdown still waits for the WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_on_the_last_free_connection_slot_still_holds_shutdown() {
+    shutdown_waits_for_a_websocket(&["max_connections = 1"]).await;
 }
