@@ -1,6 +1,6 @@
-//! The one response body type: a fixed buffer, an upstream's streaming body, or a file
-//! streamed from disk. An enum rather than a boxed trait object so that the hot path
-//! allocates nothing to describe a body.
+//! Body types. The one response body type: a fixed buffer, an upstream's streaming body,
+//! or a file streamed from disk; an enum rather than a boxed trait object so that the hot
+//! path allocates nothing to describe a body. And the request body as the handler sees it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,7 +63,44 @@ impl HttpBody for Body {
     }
 }
 
-/// The body hyper sends: a `Body` that keeps its request counted as in progress (for the
+/// A request's body as the handler sees it: none, for the requests `http1` serves itself
+/// (it hands any request with a body to hyper), or hyper's streaming body.
+#[derive(Debug)]
+pub enum ClientBody {
+    Empty,
+    Hyper(hyper::body::Incoming),
+}
+
+impl HttpBody for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The response body as sent (by `http1` or hyper): a `Body` that keeps its request counted as in progress (for the
 /// idle clock) until its last frame is out or it is dropped, then reports the request
 /// (`observe`) with the bytes actually sent.
 pub struct ResponseBody {

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Body, ClientBody};
 use crate::config::{Fallback, Upstream};
 use crate::error::RequestError;
 use crate::health;
@@ -29,7 +28,7 @@ pub struct Ctx<'a> {
 
 type Answer = (Result<Response<Body>, RequestError>, Served);
 
-pub async fn handle(req: Request<Incoming>, ctx: &Ctx<'_>) -> (Response<Body>, Served) {
+pub async fn handle(req: Request<ClientBody>, ctx: &Ctx<'_>) -> (Response<Body>, Served) {
     let (result, served) = dispatch(req, ctx).await;
     (result.unwrap_or_else(RequestError::into_response), served)
 }
@@ -37,7 +36,7 @@ pub async fn handle(req: Request<Incoming>, ctx: &Ctx<'_>) -> (Response<Body>, S
 impl Ctx<'_> {
     async fn proxy(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         upstream: &Upstream,
         strip: Option<&str>,
     ) -> Result<Response<Body>, RequestError> {
@@ -55,7 +54,7 @@ impl Ctx<'_> {
     }
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
+async fn dispatch(req: Request<ClientBody>, ctx: &Ctx<'_>) -> Answer {
     let snap = ctx.snap;
     if has_dot_segment(req.uri().path()) {
         // `/api/../internal` would match the `/api/` route and then be normalised by the
@@ -89,7 +88,7 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
 }
 
 /// The web root first, then `fallback`.
-async fn local(req: Request<Incoming>, ctx: &Ctx<'_>) -> Answer {
+async fn local(req: Request<ClientBody>, ctx: &Ctx<'_>) -> Answer {
     let snap = ctx.snap;
     match static_files::serve(&req, snap, &ctx.worker.files).await {
         Ok(Outcome::Response(res)) => return (Ok(res), Served::by(RouteKind::Static)),

@@ -1,7 +1,8 @@
 //! switchyard: a reverse proxy and static file server for one application host behind a
 //! cloud load balancer, with an atomically swapped configuration snapshot for blue/green.
 //!
-//! A request flows one way: `server` accepts -> `handler` loads the `snapshot` once ->
+//! A request flows one way: `server` accepts -> `http1` reads it (or hyper, for anything
+//! but a plain HTTP/1.1 request) -> `handler` loads the `snapshot` once ->
 //! `router` decides -> `health`, `proxy` or `static_files` answers. Only `reload` writes
 //! the snapshot.
 
@@ -16,6 +17,7 @@ pub mod gated;
 pub mod handler;
 pub mod health;
 pub mod health_checks;
+pub mod http1;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;

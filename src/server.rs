@@ -26,10 +26,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::body::{Body, ResponseBody};
+use crate::body::{Body, ClientBody, ResponseBody};
 use crate::error::RequestError;
 use crate::gated::Gated;
 use crate::handler;
+use crate::http1;
 use crate::metrics::RouteKind;
 use crate::observe::{Completion, RequestFacts, Served};
 use crate::proxy::{ConnPermit, Peer};
@@ -252,28 +253,61 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let clock = ConnClock::new();
-    let io = TokioIo::new(ClockedIo::new(stream, Arc::clone(&clock)));
+    let mut io = ClockedIo::new(stream, Arc::clone(&clock));
+    let state = http1::State::default();
+    let ended = {
+        let (conn, clock) = (&*ctx, &clock);
+        let served = http1::serve(&mut io, &state, move |req| respond(conn, clock, req));
+        tokio::pin!(served);
+        let control = Gated::new(control(&mut stop, clock, &ctx.shared));
+        tokio::select! {
+            biased;
+            ended = served.as_mut() => ended,
+            control = control => match control {
+                Control::Expired(Expired::Headers) => return slow_headers(),
+                Control::Stop | Control::Expired(Expired::Idle) if state.is_idle() => return,
+                Control::Stop | Control::Expired(Expired::Idle) => {
+                    state.close_after_this();
+                    served.await
+                }
+            }
+        }
+    };
+    match ended {
+        Ok(http1::Ended::HandOff(read)) => {
+            io.put_back(read);
+            serve_with_hyper(io, ctx, clock, builder, stop).await
+        }
+        Ok(http1::Ended::Closed) => {}
+        Err(e) => tracing::debug!("connection ended with an error: {e}"),
+    }
+}
+
+fn slow_headers() {
+    tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
+}
+
+/// The rest of a connection whose request `http1` does not serve itself.
+async fn serve_with_hyper(
+    io: ClockedIo<TcpStream>,
+    ctx: Arc<ConnContext>,
+    clock: Arc<ConnClock>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let shared = Arc::clone(&ctx.shared);
     let request_clock = Arc::clone(&clock);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let ctx = Arc::clone(&ctx);
-        let refuse = request_clock.take_framing_conflict();
-        let guard = request_clock.begin_request();
+        let clock = Arc::clone(&request_clock);
         async move {
-            let res = serve_request(req, &ctx, refuse).await;
-            Ok::<_, Infallible>(
-                res.map(|(body, completion)| ResponseBody::new(body, guard, completion)),
-            )
+            let res = respond(&ctx, &clock, req.map(ClientBody::Hyper)).await;
+            Ok::<_, Infallible>(res)
         }
     });
-    let conn = builder.serve_connection_with_upgrades(io, service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let control = Gated::new(async {
-        tokio::select! {
-            _ = stopped(&mut stop) => Control::Stop,
-            expired = watchdog(&clock, &shared) => Control::Expired(expired),
-        }
-    });
+    let control = Gated::new(control(&mut stop, &clock, &shared));
     let result = tokio::select! {
         biased;
         r = conn.as_mut() => r,
@@ -282,14 +316,32 @@ async fn serve_connection(
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
-            Control::Expired(Expired::Headers) => {
-                tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
-                return;
-            }
+            Control::Expired(Expired::Headers) => return slow_headers(),
         }
     };
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
+    }
+}
+
+/// One request, whichever server read it: counted as in progress (for the idle clock)
+/// until its response body is done.
+async fn respond(
+    ctx: &ConnContext,
+    clock: &Arc<ConnClock>,
+    req: Request<ClientBody>,
+) -> Response<ResponseBody> {
+    let refuse = clock.take_framing_conflict();
+    let guard = clock.begin_request();
+    let res = serve_request(req, ctx, refuse).await;
+    res.map(|(body, completion)| ResponseBody::new(body, guard, completion))
+}
+
+/// Resolves when the connection is asked to end: shutdown, or one of its clocks ran out.
+async fn control(stop: &mut watch::Receiver<bool>, clock: &ConnClock, shared: &Shared) -> Control {
+    tokio::select! {
+        _ = stopped(stop) => Control::Stop,
+        expired = watchdog(clock, shared) => Control::Expired(expired),
     }
 }
 
@@ -302,7 +354,7 @@ enum Control {
 /// One request: the snapshot loaded once, the handler, and what will report it when the
 /// response is done.
 async fn serve_request(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnContext,
     framing_conflict: bool,
 ) -> Response<(Body, Completion)> {

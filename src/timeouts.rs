@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::framing::HeadScan;
@@ -134,6 +135,9 @@ pub fn tick(header_timeout: Duration, idle_timeout: Duration) -> Duration {
 /// head for conflicting framing headers.
 pub struct ClockedIo<T> {
     inner: T,
+    /// Bytes already read (and seen by the clock), put back to be read again (`http1`
+    /// handing a connection to hyper).
+    put_back: Bytes,
     clock: Arc<ConnClock>,
     head: HeadScan,
     seen_bytes: bool,
@@ -148,10 +152,18 @@ impl<T> ClockedIo<T> {
         head.start();
         ClockedIo {
             inner,
+            put_back: Bytes::new(),
             clock,
             head,
             seen_bytes: false,
         }
+    }
+}
+
+impl<T> ClockedIo<T> {
+    /// The next reads return `bytes` first.
+    pub fn put_back(&mut self, bytes: Bytes) {
+        self.put_back = bytes;
     }
 }
 
@@ -161,6 +173,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.put_back.is_empty() {
+            let n = buf.remaining().min(self.put_back.len());
+            buf.put_slice(&self.put_back[..n]);
+            self.put_back.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let this = &mut *self;
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);

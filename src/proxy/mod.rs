@@ -19,13 +19,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use client::UpstreamClient;
 pub use headers::client_ip;
 
-use crate::body::Body;
+use crate::body::{Body, ClientBody};
 use crate::config::Upstream;
 use crate::error::RequestError;
 use crate::snapshot::Snapshot;
@@ -74,7 +73,7 @@ pub struct Via<'a> {
 
 /// Forwards `req` to `upstream`, removing `strip` (a route's path prefix) from the path.
 pub async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     upstream: &Upstream,
     strip: Option<&str>,
     via: &Via<'_>,
@@ -139,7 +138,7 @@ pub async fn forward(
 
 /// HTTP/2 clients carry the host in the URI; an HTTP/1.0 client may send none at all, and
 /// then the app sees its own address, as from any HTTP/1.1 client library.
-fn ensure_host(req: &mut Request<Incoming>, upstream: &Upstream) {
+fn ensure_host(req: &mut Request<ClientBody>, upstream: &Upstream) {
     if !req.headers().contains_key(header::HOST) {
         let host = req.uri().authority().unwrap_or(&upstream.authority);
         if let Ok(host) = HeaderValue::from_str(host.as_str()) {

@@ -9,10 +9,11 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use crate::body::ClientBody;
 
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     remaining: u64,
 }
 
@@ -47,7 +48,7 @@ impl StdError for ClientBodyError {
 }
 
 impl RequestBody {
-    pub fn streaming(body: Incoming, limit: u64) -> Self {
+    pub fn streaming(body: ClientBody, limit: u64) -> Self {
         RequestBody {
             inner: Some(body),
             remaining: limit,

@@ -8,6 +8,8 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::http1::head_end;
+
 use super::headers::{elements, is_hop_by_hop, names_a_header, remove_listed};
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
@@ -210,21 +212,6 @@ impl Hop {
         let upgrade_of_101 = *name == header::UPGRADE && status == StatusCode::SWITCHING_PROTOCOLS;
         Ok(upgrade_of_101 || !is_hop_by_hop(name))
     }
-}
-
-/// Where the head ends: just past the first empty line (CRLF or, as httparse also
-/// accepts, a bare LF).
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut from = from.min(buf.len());
-    while let Some(at) = buf[from..].iter().position(|&b| b == b'\n') {
-        let next = from + at + 1;
-        match buf.get(next..) {
-            Some([b'\n', ..]) => return Some(next + 1),
-            Some([b'\r', b'\n', ..]) => return Some(next + 2),
-            _ => from = next,
-        }
-    }
-    None
 }
 
 fn framing(status: StatusCode, version: Version, hop: &Hop, head_request: bool) -> (Framing, bool) {

@@ -1,0 +1,127 @@
+//! HTTP/1.1 for plain requests, served without hyper; hyper takes over a connection at
+//! the first request that is not plain.
+//!
+//! Why hand-written: on the proxy-small benchmark (issue 4) hyper's server was about a
+//! fifth of switchyard's instructions per request (parsing into its own structures,
+//! encoding, its dispatcher's state machine and per-request allocations), and the CPU per
+//! request was above nginx's by about as much. Nearly all traffic behind a load balancer is
+//! the plain case: HTTP/1.1 keep-alive requests without a body. Those are parsed with
+//! httparse (as hyper does) into the same `http::Request`, and the response is written
+//! with the framing hyper would choose (`response`).
+//!
+//! Anything else (a request with a body, `Expect`, an upgrade, HTTP/1.0, h2c, an
+//! absolute-form target, a head httparse refuses or that is too large) hands the
+//! connection, with every byte read so far put back, to hyper for the rest of its life,
+//! so each unusual case keeps hyper's behaviour and its answers (400, 431, 100-continue).
+
+mod request;
+mod response;
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::body::{ClientBody, ResponseBody};
+pub use request::head_end;
+use request::Parsed;
+
+/// How much is read at a time (hyper's initial read buffer is the same).
+const READ_SIZE: usize = 8 * 1024;
+/// A connection keeps at most this much output buffer between requests.
+const KEEP_OUT: usize = 16 * 1024;
+
+/// How a connection left `serve`.
+pub enum Ended {
+    /// Closed, by the client or after a response that ended the connection.
+    Closed,
+    /// hyper serves the rest, starting with these bytes (read, not consumed).
+    HandOff(Bytes),
+}
+
+/// What the connection's controller (shutdown, idle timeout) needs to know and say.
+#[derive(Default)]
+pub struct State {
+    idle: AtomicBool,
+    closing: AtomicBool,
+}
+
+impl State {
+    /// Between requests: the last response is written and nothing of the next has been
+    /// read, so the connection can be closed without cutting anything.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Ends the connection after the response in progress (with `Connection: close`).
+    pub fn close_after_this(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Serves plain requests on `io` with `respond` until the connection ends or a request
+/// needs hyper.
+pub async fn serve<S, F, Fut>(io: &mut S, state: &State, mut respond: F) -> io::Result<Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(Request<ClientBody>) -> Fut,
+    Fut: Future<Output = Response<ResponseBody>>,
+{
+    let mut input = BytesMut::new();
+    let mut out = Vec::new();
+    loop {
+        let (req, close) = match read_head(io, &mut input, state).await? {
+            Some(Parsed::Plain { req, close }) => (req, close),
+            Some(Parsed::HandOff(head)) => return Ok(Ended::HandOff(join(head, input))),
+            Some(Parsed::Partial) | None => return Ok(Ended::Closed),
+        };
+        let head_request = req.method() == Method::HEAD;
+        let res = respond(req).await;
+        let close = close || state.closing.load(Ordering::Relaxed);
+        if !response::write(io, &mut out, res, head_request, close).await? {
+            let _ = io.shutdown().await;
+            return Ok(Ended::Closed);
+        }
+        out.clear();
+        out.shrink_to(KEEP_OUT);
+    }
+}
+
+/// Reads until a whole head is buffered; `None` when the client closed first.
+async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    input: &mut BytesMut,
+    state: &State,
+) -> io::Result<Option<Parsed>> {
+    let mut scanned = 0;
+    loop {
+        match request::parse(input, &mut scanned) {
+            Parsed::Partial => {}
+            parsed => return Ok(Some(parsed)),
+        }
+        if input.is_empty() {
+            state.idle.store(true, Ordering::Relaxed);
+        }
+        if input.capacity() - input.len() < READ_SIZE / 4 {
+            input.reserve(READ_SIZE);
+        }
+        let n = io.read_buf(input).await?;
+        state.idle.store(false, Ordering::Relaxed);
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+fn join(head: Bytes, rest: BytesMut) -> Bytes {
+    if head.is_empty() {
+        return rest.freeze();
+    }
+    let mut all = BytesMut::with_capacity(head.len() + rest.len());
+    all.extend_from_slice(&head);
+    all.extend_from_slice(&rest);
+    all.freeze()
+}

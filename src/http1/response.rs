@@ -1,0 +1,370 @@
+//! Writing a response: the head with the framing hyper would choose (RFC 9112 section 6),
+//! the body as Content-Length or chunked, small bodies in the same write as the head.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+use http_body::Body as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::request::has_close;
+use crate::body::ResponseBody;
+
+/// Data frames up to this size are copied behind the head (one write); larger ones are
+/// written from their own buffer.
+const COPY_LIMIT: usize = 16 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Writes `res` (the answer to a request that was HEAD if `head_request`). Returns
+/// whether the connection can carry another request.
+pub async fn write<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    res: Response<ResponseBody>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = res.into_parts();
+    out.clear();
+    let length = body.size_hint().exact();
+    let (framing, close) = encode_head(
+        out,
+        parts.status,
+        &parts.headers,
+        length,
+        head_request,
+        close,
+    );
+    if framing == Framing::None {
+        drop(body);
+        io.write_all(out).await?;
+        return Ok(!close);
+    }
+    let mut sent = 0u64;
+    loop {
+        // Whatever is ready goes out in one write; when the body has to wait, what is
+        // buffered is written first, so the client is never kept waiting for the head.
+        let frame = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        let data = match frame {
+            None => {
+                io.write_all(out).await?;
+                out.clear();
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(Err(e))) => return Err(io::Error::other(e)),
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                // Trailers are dropped, as hyper does for clients that did not ask for
+                // them.
+                _ => continue,
+            },
+        };
+        sent += data.len() as u64;
+        if let Framing::Length(len) = framing {
+            if sent > len {
+                return Err(io::Error::other("response body longer than its length"));
+            }
+        }
+        put_data(io, out, data, framing == Framing::Chunked).await?;
+        if out.len() >= 4 * COPY_LIMIT {
+            io.write_all(out).await?;
+            out.clear();
+        }
+    }
+    drop(body);
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(len) if sent < len => {
+            // Ending short is the only way to tell the client the body was cut.
+            io.write_all(out).await?;
+            return Ok(false);
+        }
+        _ => {}
+    }
+    io.write_all(out).await?;
+    Ok(!close)
+}
+
+async fn put_data<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    data: Bytes,
+    chunked: bool,
+) -> io::Result<()> {
+    if chunked {
+        put_hex(out, data.len());
+        out.extend_from_slice(b"\r\n");
+    }
+    if data.len() <= COPY_LIMIT {
+        out.extend_from_slice(&data);
+    } else {
+        write_both(io, out, &data).await?;
+        out.clear();
+    }
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// Writes `a` then `b` with as few system calls as the socket allows.
+async fn write_both<S: AsyncWrite + Unpin>(io: &mut S, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() {
+        let n = io
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    io.write_all(b).await
+}
+
+/// The status line and headers. Content-Length and Transfer-Encoding are written from the
+/// body's own length (as hyper does), not copied from the map.
+fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<u64>,
+    head_request: bool,
+    mut close: bool,
+) -> (Framing, bool) {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut has_date = false;
+    let mut says_close = false;
+    let mut declared = None;
+    for (name, value) in headers {
+        match *name {
+            header::CONTENT_LENGTH => {
+                declared = Some(value);
+                continue;
+            }
+            header::TRANSFER_ENCODING => continue,
+            header::CONNECTION => says_close |= has_close(value.as_bytes()),
+            header::DATE => has_date = true,
+            _ => {}
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    close |= says_close;
+    if close && !says_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let no_body = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+        || status.is_informational();
+    let framing = if no_body {
+        Framing::None
+    } else if head_request {
+        // The length the same GET would have, when known.
+        if let Some(value) = declared {
+            put_header(out, b"content-length: ", value.as_bytes());
+        } else if let Some(len) = length.filter(|&l| l > 0) {
+            put_header(
+                out,
+                b"content-length: ",
+                itoa::Buffer::new().format(len).as_bytes(),
+            );
+        }
+        Framing::None
+    } else if let Some(len) = length {
+        put_header(
+            out,
+            b"content-length: ",
+            itoa::Buffer::new().format(len).as_bytes(),
+        );
+        if len == 0 {
+            Framing::None
+        } else {
+            Framing::Length(len)
+        }
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        put_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (framing, close)
+}
+
+fn put_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn put_header(out: &mut Vec<u8>, name_colon: &[u8], value: &[u8]) {
+    out.extend_from_slice(name_colon);
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The Date value, rendered once per second per thread (as hyper does).
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+fn put_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, rendered)| {
+        if *at != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == rendered.len() {
+                rendered.copy_from_slice(text.as_bytes());
+                *at = secs;
+            } else {
+                out.extend_from_slice(text.as_bytes());
+                return;
+            }
+        }
+        out.extend_from_slice(rendered);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Body;
+
+    fn head_of(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Body,
+        head: bool,
+        close: bool,
+    ) -> (String, Framing, bool) {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                http::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let length = http_body::Body::size_hint(&body).exact();
+        let mut out = Vec::new();
+        let status = StatusCode::from_u16(status).unwrap();
+        let (framing, close) = encode_head(&mut out, status, &map, length, head, close);
+        (String::from_utf8(out).unwrap(), framing, close)
+    }
+
+    #[test]
+    fn framing_comes_from_the_body_not_the_map() {
+        let (h, f, c) = head_of(
+            200,
+            &[("content-length", "99"), ("x-a", "1")],
+            Body::full("hello"),
+            false,
+            false,
+        );
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 5\r\ndate: "),
+            "{h}"
+        );
+        assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
+        assert!((f == Framing::Length(5)) && !c);
+        let (h, f, _) = head_of(404, &[("date", "x")], Body::empty(), false, false);
+        assert_eq!(
+            h,
+            "HTTP/1.1 404 Not Found\r\ndate: x\r\ncontent-length: 0\r\n\r\n"
+        );
+        assert!(f == Framing::None);
+    }
+
+    #[test]
+    fn head_304_and_close() {
+        let (h, f, _) = head_of(
+            200,
+            &[("content-length", "1000"), ("date", "x")],
+            Body::empty(),
+            true,
+            false,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 1000\r\n\r\n"
+        );
+        assert!(f == Framing::None);
+        let (h, f, _) = head_of(
+            304,
+            &[("etag", "\"e\""), ("date", "x")],
+            Body::empty(),
+            false,
+            false,
+        );
+        assert_eq!(
+            h,
+            "HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\ndate: x\r\n\r\n"
+        );
+        assert!(f == Framing::None);
+        let (h, _, c) = head_of(200, &[("date", "x")], Body::full("a"), false, true);
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\ndate: x\r\nconnection: close\r\ncontent-length: 1\r\n\r\n"
+        );
+        assert!(c);
+        let (_, _, c) = head_of(
+            502,
+            &[("connection", "close"), ("date", "x")],
+            Body::full("a"),
+            false,
+            false,
+        );
+        assert!(c, "a response saying close ends the connection");
+    }
+
+    #[test]
+    fn hex_chunk_sizes() {
+        for n in [0usize, 9, 10, 255, 4096, 0x1234_5678] {
+            let mut out = Vec::new();
+            put_hex(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{n:x}"));
+        }
+    }
+}
