@@ -46,6 +46,7 @@ impl Ctx<'_> {
             snap: self.snap,
             client: &client,
             permit: self.permit,
+            deadlines: &self.worker.deadlines,
         };
         // Boxed: the proxy future is about 1.7 KiB, and every enclosing async fn would
         // otherwise carry (and move) that much for static requests too; the profile showed

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod daemon;
+pub mod deadlines;
 pub mod error;
 pub mod framing;
 pub mod gated;

@@ -27,6 +27,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::body::{Body, ClientBody, ResponseBody};
+use crate::deadlines;
 use crate::error::RequestError;
 use crate::gated::Gated;
 use crate::handler;
@@ -140,12 +141,15 @@ fn run_worker(
             shared.metrics.shard(),
         ));
         let builder = Arc::new(http_builder());
-        let reaper = Arc::clone(&worker);
+        let housekeeper = Arc::clone(&worker);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
+            let mut tick = tokio::time::interval(deadlines::TICK);
+            for n in 0u64.. {
                 tick.tick().await;
-                reaper.reap_idle_connections();
+                housekeeper.deadlines.sweep();
+                if n % 10 == 0 {
+                    housekeeper.reap_idle_connections();
+                }
             }
         });
         let mut loops = JoinSet::new();

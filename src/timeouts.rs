@@ -140,6 +140,9 @@ pub struct ClockedIo<T> {
     put_back: Bytes,
     clock: Arc<ConnClock>,
     head: HeadScan,
+    /// Heads are scanned only once hyper reads the connection: `http1` hands every head
+    /// with Transfer-Encoding to hyper, so the requests it serves itself need no scan.
+    scan_heads: bool,
     seen_bytes: bool,
 }
 
@@ -148,21 +151,27 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<T> ClockedIo<T> {
     pub fn new(inner: T, clock: Arc<ConnClock>) -> Self {
-        let mut head = HeadScan::default();
-        head.start();
         ClockedIo {
             inner,
             put_back: Bytes::new(),
             clock,
-            head,
+            head: HeadScan::default(),
+            scan_heads: false,
             seen_bytes: false,
         }
     }
 }
 
 impl<T> ClockedIo<T> {
-    /// The next reads return `bytes` first.
+    /// hyper reads the connection from here on, starting again with `bytes` (the start
+    /// of a request head and whatever followed it), which are scanned as they would have
+    /// been had hyper read them the first time.
     pub fn put_back(&mut self, bytes: Bytes) {
+        self.scan_heads = !self.clock.h2.load(Ordering::Relaxed);
+        self.head.start();
+        if self.scan_heads && self.head.feed(&bytes) == Some(true) {
+            self.clock.framing_conflict.store(true, Ordering::Relaxed);
+        }
         self.put_back = bytes;
     }
 }
@@ -186,13 +195,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
             let fresh = &buf.filled()[before..];
             if before == 0 && !this.seen_bytes && fresh.starts_with(H2_PREFACE) {
                 this.clock.mark_h2();
-                this.head = HeadScan::default();
+                this.scan_heads = false;
             }
             this.seen_bytes = true;
             if this.clock.on_read() {
                 this.head.start();
             }
-            if this.head.feed(fresh) == Some(true) {
+            if this.scan_heads && this.head.feed(fresh) == Some(true) {
                 this.clock.framing_conflict.store(true, Ordering::Relaxed);
             }
         }

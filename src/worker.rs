@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::ProxySettings;
+use crate::deadlines::Deadlines;
 use crate::metrics::Shard;
 use crate::proxy::UpstreamClient;
 use crate::static_files::FileCache;
@@ -21,6 +22,8 @@ pub struct Worker {
     pub files: FileCache,
     /// This worker's metrics counters.
     pub metrics: Arc<Shard>,
+    /// `response_timeout` of this worker's upstream exchanges.
+    pub deadlines: Deadlines,
 }
 
 impl Worker {
@@ -29,6 +32,7 @@ impl Worker {
             client: ArcSwap::from_pointee(UpstreamClient::new(settings)),
             files: FileCache::default(),
             metrics,
+            deadlines: Deadlines::default(),
         }
     }
 

@@ -140,6 +140,26 @@ async fn smuggling_attempts_are_400_and_never_forwarded() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(app.hits(), 0, "a smuggling attempt reached the upstream");
+    // The same after a plain request on the connection, in the same write and after a
+    // pause (hyper takes the connection over at the attempt).
+    let plain = "GET /api/plain HTTP/1.1\r\nHost: x\r\n\r\n";
+    let text = raw(d.addr, format!("{plain}{cl_te}").as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(plain.as_bytes()).await.unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    s.write_all(cl_te.as_bytes()).await.unwrap();
+    let rest = until_closed(&mut s, Duration::from_secs(5)).await.unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 400"), "{rest}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.hits(),
+        2,
+        "only the two plain requests reach the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ pub use headers::client_ip;
 
 use crate::body::{Body, ClientBody};
 use crate::config::Upstream;
+use crate::deadlines::Deadlines;
 use crate::error::RequestError;
 use crate::snapshot::Snapshot;
 use exchange::Outgoing;
@@ -69,6 +70,8 @@ pub struct Via<'a> {
     pub client: &'a Arc<UpstreamClient>,
     /// The client connection's slot under `max_connections`; an upgrade takes it along.
     pub permit: &'a ConnPermit,
+    /// This worker's board of `response_timeout` deadlines.
+    pub deadlines: &'a Deadlines,
 }
 
 /// Forwards `req` to `upstream`, removing `strip` (a route's path prefix) from the path.

@@ -7,6 +7,7 @@ use super::exchange::{exchange, Conn, ExchangeError, Outgoing, Upload};
 use super::wire::ResponseHead;
 use super::Via;
 use crate::config::Upstream;
+use crate::deadlines::Deadlines;
 use crate::error::RequestError;
 
 /// Sends on a pooled connection if there is one. No response headers within
@@ -23,7 +24,7 @@ pub async fn send(
 ) -> Result<(Conn, ResponseHead, Option<Upload>), RequestError> {
     let timeout = via.snap.config.proxy.response_timeout;
     if let Some(mut conn) = via.client.checkout(&upstream.authority).await {
-        match attempt(&mut conn, out, timeout).await {
+        match attempt(&mut conn, out, timeout, via.deadlines).await {
             Ok((head, upload)) => return Ok((conn, head, upload)),
             Err(AttemptError::Exchange(ExchangeError::Closed(cause))) if replayable => {
                 tracing::info!(
@@ -40,7 +41,7 @@ pub async fn send(
         .connect(&upstream.authority)
         .await
         .map_err(|e| unreachable(upstream, e.to_string()))?;
-    match attempt(&mut conn, out, timeout).await {
+    match attempt(&mut conn, out, timeout, via.deadlines).await {
         Ok((head, upload)) => Ok((conn, head, upload)),
         Err(e) => Err(e.into_request_error(upstream)),
     }
@@ -55,8 +56,9 @@ async fn attempt(
     conn: &mut Conn,
     out: &mut Outgoing,
     timeout: Duration,
+    deadlines: &Deadlines,
 ) -> Result<(ResponseHead, Option<Upload>), AttemptError> {
-    match tokio::time::timeout(timeout, exchange(conn, out)).await {
+    match deadlines.within(timeout, exchange(conn, out)).await {
         Err(_) => Err(AttemptError::Timeout(timeout)),
         Ok(result) => result.map_err(AttemptError::Exchange),
     }
