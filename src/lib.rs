@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod server;
+pub mod short_read;
 pub mod signals;
 pub mod snapshot;
 pub mod static_files;

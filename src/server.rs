@@ -293,7 +293,7 @@ fn slow_headers() {
 
 /// The rest of a connection whose request `http1` does not serve itself.
 async fn serve_with_hyper(
-    io: ClockedIo<TcpStream>,
+    io: ClockedIo,
     ctx: Arc<ConnContext>,
     clock: Arc<ConnClock>,
     builder: &auto::Builder<TokioExecutor>,

@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::framing::HeadScan;
+use crate::short_read;
 
 const NOT_READING: u64 = u64::MAX;
 
@@ -133,8 +135,8 @@ pub fn tick(header_timeout: Duration, idle_timeout: Duration) -> Duration {
 
 /// The connection's socket, telling the clock when bytes arrive and scanning each request
 /// head for conflicting framing headers.
-pub struct ClockedIo<T> {
-    inner: T,
+pub struct ClockedIo {
+    inner: TcpStream,
     /// Bytes already read (and seen by the clock), put back to be read again (`http1`
     /// handing a connection to hyper).
     put_back: Bytes,
@@ -149,8 +151,8 @@ pub struct ClockedIo<T> {
 /// The start of the HTTP/2 connection preface (h2c with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-impl<T> ClockedIo<T> {
-    pub fn new(inner: T, clock: Arc<ConnClock>) -> Self {
+impl ClockedIo {
+    pub fn new(inner: TcpStream, clock: Arc<ConnClock>) -> Self {
         ClockedIo {
             inner,
             put_back: Bytes::new(),
@@ -162,7 +164,7 @@ impl<T> ClockedIo<T> {
     }
 }
 
-impl<T> ClockedIo<T> {
+impl ClockedIo {
     /// hyper reads the connection from here on, starting again with `bytes` (the start
     /// of a request head and whatever followed it), which are scanned as they would have
     /// been had hyper read them the first time.
@@ -176,7 +178,7 @@ impl<T> ClockedIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
+impl AsyncRead for ClockedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -190,7 +192,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
         }
         let before = buf.filled().len();
         let this = &mut *self;
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        // SAFETY: recv only writes initialised bytes into the unfilled part, and exactly
+        // the bytes it reports are marked filled.
+        let result = short_read::poll_recv(&this.inner, cx, unsafe { buf.unfilled_mut() }).map_ok(
+            |n| unsafe {
+                buf.assume_init(n);
+                buf.advance(n);
+            },
+        );
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let fresh = &buf.filled()[before..];
             if before == 0 && !this.seen_bytes && fresh.starts_with(H2_PREFACE) {
@@ -209,7 +218,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ClockedIo<T> {
+impl AsyncWrite for ClockedIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

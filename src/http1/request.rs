@@ -96,18 +96,18 @@ pub fn has_close(value: &[u8]) -> bool {
 }
 
 /// Where the head ends: just past the first empty line (CRLF or, as httparse also
-/// accepts, a bare LF).
+/// accepts, a bare LF). memchr, because a byte-at-a-time search over every head was
+/// 4 % of the instructions per proxied request (a request head and a response head).
 pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut from = from.min(buf.len());
-    while let Some(at) = buf[from..].iter().position(|&b| b == b'\n') {
+    let from = from.min(buf.len());
+    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|at| {
         let next = from + at + 1;
         match buf.get(next..) {
-            Some([b'\n', ..]) => return Some(next + 1),
-            Some([b'\r', b'\n', ..]) => return Some(next + 2),
-            _ => from = next,
+            Some([b'\n', ..]) => Some(next + 1),
+            Some([b'\r', b'\n', ..]) => Some(next + 2),
+            _ => None,
         }
-    }
-    None
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +165,15 @@ mod tests {
             assert_eq!(head.len() + left, raw.len());
             assert_eq!(&head[..], &raw[..head.len()]);
         }
+    }
+
+    #[test]
+    fn head_ends_are_found_from_where_the_last_search_stopped() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nrest", 0), Some(21));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r", 0), None);
+        // A search resumed two bytes before where the last one ended.
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 21), Some(24));
     }
 
     #[test]

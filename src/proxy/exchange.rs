@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
 use super::wire::{self, Parsed, ResponseHead};
+use crate::short_read;
 
 /// Read buffer growth for response heads; a small response arrives whole in one read.
 const HEAD_CHUNK: usize = 16 * 1024;
@@ -40,16 +41,14 @@ impl Conn {
     /// room runs out (the previous responses' bytes may still be on their way to clients;
     /// the rest of the allocation is ours to fill). `Ok(0)` at end of stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>, grow: usize) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                self.buf.reserve(grow);
-            }
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
+        if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+            self.buf.reserve(grow);
         }
+        let spare = self.buf.spare_capacity_mut();
+        let n = ready!(short_read::poll_recv(&self.stream, cx, spare))?;
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Poll::Ready(Ok(n))
     }
 }
 
