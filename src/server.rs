@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::body::{Body, ClientBody, ResponseBody};
+use crate::body::{ClientBody, ResponseBody};
 use crate::deadlines;
 use crate::error::RequestError;
 use crate::gated::Gated;
@@ -328,40 +328,17 @@ async fn serve_with_hyper(
     }
 }
 
-/// One request, whichever server read it: counted as in progress (for the idle clock)
-/// until its response body is done.
+/// One request, whichever server read it: the snapshot loaded once, the handler, and
+/// what will report the request when its response is done. Counted as in progress (for
+/// the idle clock) until then. (One async fn rather than several: each layer moved the
+/// request in and the response out once more.)
 async fn respond(
-    ctx: &ConnContext,
+    conn: &ConnContext,
     clock: &Arc<ConnClock>,
     req: Request<ClientBody>,
 ) -> Response<ResponseBody> {
-    let refuse = clock.take_framing_conflict();
+    let framing_conflict = clock.take_framing_conflict();
     let guard = clock.begin_request();
-    let res = serve_request(req, ctx, refuse).await;
-    res.map(|(body, completion)| ResponseBody::new(body, guard, completion))
-}
-
-/// Resolves when the connection is asked to end: shutdown, or one of its clocks ran out.
-async fn control(stop: &mut watch::Receiver<bool>, clock: &ConnClock, shared: &Shared) -> Control {
-    tokio::select! {
-        _ = stopped(stop) => Control::Stop,
-        expired = watchdog(clock, shared) => Control::Expired(expired),
-    }
-}
-
-/// Why a connection is asked to end other than by its client.
-enum Control {
-    Stop,
-    Expired(Expired),
-}
-
-/// One request: the snapshot loaded once, the handler, and what will report it when the
-/// response is done.
-async fn serve_request(
-    req: Request<ClientBody>,
-    conn: &ConnContext,
-    framing_conflict: bool,
-) -> Response<(Body, Completion)> {
     let started = Instant::now();
     let snap = conn.shared.load();
     let facts = RequestFacts::capture(&req, conn.peer.ip, &snap);
@@ -378,7 +355,8 @@ async fn serve_request(
                 snap: &snap,
                 permit: &conn.permit,
             };
-            handler::handle(req, &ctx).await
+            let (result, served) = handler::handle(req, &ctx).await;
+            (result.unwrap_or_else(RequestError::into_response), served)
         }
     };
     let completion = Completion {
@@ -386,10 +364,24 @@ async fn serve_request(
         status: res.status().as_u16(),
         served,
         shard: Arc::clone(&conn.worker.metrics),
-        facts: facts.map(|f| (f, Arc::clone(&conn.shared))),
+        facts: facts.map(|f| Box::new((f, Arc::clone(&conn.shared)))),
         snap,
     };
-    res.map(|body| (body, completion))
+    res.map(|body| ResponseBody::new(body, guard, completion))
+}
+
+/// Resolves when the connection is asked to end: shutdown, or one of its clocks ran out.
+async fn control(stop: &mut watch::Receiver<bool>, clock: &ConnClock, shared: &Shared) -> Control {
+    tokio::select! {
+        _ = stopped(stop) => Control::Stop,
+        expired = watchdog(clock, shared) => Control::Expired(expired),
+    }
+}
+
+/// Why a connection is asked to end other than by its client.
+enum Control {
+    Stop,
+    Expired(Expired),
 }
 
 /// Resolves when one of the connection's clocks runs out (timeouts from the snapshot in

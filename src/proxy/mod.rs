@@ -67,7 +67,7 @@ pub struct Via<'a> {
     pub peer: &'a Peer,
     pub snap: &'a Snapshot,
     /// This worker's pool of upstream connections.
-    pub client: &'a Arc<UpstreamClient>,
+    pub client: Arc<UpstreamClient>,
     /// The client connection's slot under `max_connections`; an upgrade takes it along.
     pub permit: &'a ConnPermit,
     /// This worker's board of `response_timeout` deadlines.
@@ -79,8 +79,9 @@ pub async fn forward(
     mut req: Request<ClientBody>,
     upstream: &Upstream,
     strip: Option<&str>,
-    via: &Via<'_>,
+    via: Via<'_>,
 ) -> Result<Response<Body>, RequestError> {
+    let via = &via;
     let cfg = &via.snap.config;
     if declared_length(&req).is_some_and(|len| len > cfg.server.max_request_body) {
         return Err(RequestError::BodyTooLarge);
@@ -132,7 +133,7 @@ pub async fn forward(
     *res.headers_mut() = head.headers;
     // A body still being sent when the answer came leaves the connection mid-request.
     let home = (head.reusable && upload.is_none()).then(|| Home {
-        client: Arc::clone(via.client),
+        client: Arc::clone(&via.client),
         authority: upstream.authority.clone(),
     });
     *res.body_mut() = UpstreamBody::start(conn, head.framing, home, upload);
