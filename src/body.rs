@@ -1,6 +1,7 @@
 //! Body types. The one response body type: a fixed buffer, an upstream's streaming body,
-//! or a file streamed from disk; an enum rather than a boxed trait object so that the hot
-//! path allocates nothing to describe a body. And the request body as the handler sees it.
+//! or a file streamed from disk (an enum rather than a boxed trait object, so that the hot
+//! path allocates nothing to describe a body), with a proxied response's relayed header
+//! lines riding along. And the request body as the handler sees it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,12 +9,20 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
+use crate::http1::RawHeaders;
 use crate::observe::Completion;
 use crate::proxy::UpstreamBody;
 use crate::static_files::FileBody;
 use crate::timeouts::RequestGuard;
 
-pub enum Body {
+pub struct Body {
+    content: Content,
+    /// Header lines relayed as they came (a proxied response's, see `RawHeaders`), to be
+    /// written after the response's own header map.
+    raw_headers: Option<RawHeaders>,
+}
+
+enum Content {
     Full(Option<Bytes>),
     /// Boxed: it holds the upstream connection, and most responses never stream.
     Upstream(Box<UpstreamBody>),
@@ -22,12 +31,36 @@ pub enum Body {
 
 impl Body {
     pub fn empty() -> Self {
-        Body::Full(None)
+        Body::of(Content::Full(None))
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Body::Full((!bytes.is_empty()).then_some(bytes))
+        Body::of(Content::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    pub fn upstream(body: Box<UpstreamBody>) -> Self {
+        Body::of(Content::Upstream(body))
+    }
+
+    pub fn file(body: FileBody) -> Self {
+        Body::of(Content::File(body))
+    }
+
+    fn of(content: Content) -> Self {
+        Body {
+            content,
+            raw_headers: None,
+        }
+    }
+
+    pub fn with_raw_headers(mut self, raw: RawHeaders) -> Self {
+        self.raw_headers = Some(raw);
+        self
+    }
+
+    pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
+        self.raw_headers.take()
     }
 }
 
@@ -39,26 +72,28 @@ impl HttpBody for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Body::Upstream(upstream) => Pin::new(upstream.as_mut()).poll_frame(cx),
-            Body::File(file) => Pin::new(file).poll_frame(cx).map_err(Into::into),
+        match &mut self.get_mut().content {
+            Content::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Content::Upstream(upstream) => Pin::new(upstream.as_mut()).poll_frame(cx),
+            Content::File(file) => Pin::new(file).poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Full(data) => data.is_none(),
-            Body::Upstream(upstream) => upstream.is_end_stream(),
-            Body::File(file) => file.is_end_stream(),
+        match &self.content {
+            Content::Full(data) => data.is_none(),
+            Content::Upstream(upstream) => upstream.is_end_stream(),
+            Content::File(file) => file.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Upstream(upstream) => upstream.size_hint(),
-            Body::File(file) => file.size_hint(),
+        match &self.content {
+            Content::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Content::Upstream(upstream) => upstream.size_hint(),
+            Content::File(file) => file.size_hint(),
         }
     }
 }
@@ -118,6 +153,10 @@ impl ResponseBody {
             completion: Some(completion),
             bytes: 0,
         }
+    }
+
+    pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
+        self.body.take_raw_headers()
     }
 
     fn finish(&mut self) {

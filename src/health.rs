@@ -9,7 +9,7 @@ use crate::health_checks;
 use crate::snapshot::{Shared, Snapshot};
 
 pub fn health(snap: &Snapshot) -> Response<Body> {
-    json_response(StatusCode::OK, Body::Full(Some(snap.health_body())))
+    json_response(StatusCode::OK, Body::full(snap.health_body()))
 }
 
 pub async fn ready(snap: &Snapshot, shared: &Shared) -> Response<Body> {

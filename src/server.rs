@@ -305,7 +305,11 @@ async fn serve_with_hyper(
         let ctx = Arc::clone(&ctx);
         let clock = Arc::clone(&request_clock);
         async move {
-            let res = respond(&ctx, &clock, req.map(ClientBody::Hyper)).await;
+            let mut res = respond(&ctx, &clock, req.map(ClientBody::Hyper)).await;
+            // hyper writes headers from the map only.
+            if let Some(raw) = res.body_mut().take_raw_headers() {
+                raw.into_map(res.headers_mut());
+            }
             Ok::<_, Infallible>(res)
         }
     });

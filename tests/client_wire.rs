@@ -168,11 +168,15 @@ async fn requests_with_bodies_mid_connection_are_served_and_so_is_the_next() {
     let (d, _app) = daemon().await;
     let mut w = Wire::open(&d).await;
     w.send(get("/first").as_bytes()).await;
-    assert_eq!(w.answer(false).await.json()["uri"], "/first");
+    let first = w.answer(false).await;
+    assert_eq!(first.json()["uri"], "/first");
+    assert_eq!(first.header("x-upstream"), Some("app"));
     // A body (the switch to hyper happens here), with the next request in the same write.
     let post = "POST /echo HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\nhello";
     w.send(format!("{post}{}", get("/after")).as_bytes()).await;
-    assert_eq!(w.answer(false).await.text(), "hello");
+    let echoed = w.answer(false).await;
+    assert_eq!(echoed.text(), "hello");
+    assert_eq!(echoed.header("x-upstream"), Some("app"), "{echoed:?}");
     assert_eq!(w.answer(false).await.json()["uri"], "/after");
     let chunked = "POST /echo HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
     w.send(chunked.as_bytes()).await;

@@ -15,6 +15,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::request::has_close;
+use super::RawHeaders;
 use crate::body::ResponseBody;
 
 /// Data frames up to this size are copied behind the head (one write); larger ones are
@@ -39,15 +40,15 @@ pub async fn write<S: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let (parts, mut body) = res.into_parts();
     out.clear();
-    let length = body.size_hint().exact();
-    let (framing, close) = encode_head(
-        out,
-        parts.status,
-        &parts.headers,
-        length,
+    let raw = body.take_raw_headers();
+    let head = Head {
+        status: parts.status,
+        headers: &parts.headers,
+        raw: raw.as_ref(),
+        length: body.size_hint().exact(),
         head_request,
-        close,
-    );
+    };
+    let (framing, close) = encode_head(out, &head, close);
     if framing == Framing::None {
         drop(body);
         io.write_all(out).await?;
@@ -143,16 +144,26 @@ async fn write_both<S: AsyncWrite + Unpin>(io: &mut S, a: &[u8], b: &[u8]) -> io
     io.write_all(b).await
 }
 
-/// The status line and headers. Content-Length and Transfer-Encoding are written from the
-/// body's own length (as hyper does), not copied from the map.
-fn encode_head(
-    out: &mut Vec<u8>,
+/// What the head of a response is written from.
+struct Head<'a> {
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: &'a HeaderMap,
+    raw: Option<&'a RawHeaders>,
+    /// The body's length, when known.
     length: Option<u64>,
     head_request: bool,
-    mut close: bool,
-) -> (Framing, bool) {
+}
+
+/// The status line and headers. Content-Length and Transfer-Encoding are written from the
+/// body's own length (as hyper does), not copied from the map.
+fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing, bool) {
+    let Head {
+        status,
+        headers,
+        length,
+        head_request,
+        ..
+    } = *head;
     if status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
@@ -181,6 +192,14 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    let mut declared_raw = false;
+    if let Some(raw) = head.raw {
+        // Relayed lines carry no framing, hop-by-hop or Connection header (`wire`), but
+        // a HEAD response's Content-Length, which is then the declared length.
+        out.extend_from_slice(&raw.lines);
+        has_date |= raw.has_date;
+        declared_raw = head_request;
+    }
     close |= says_close;
     if close && !says_close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -191,7 +210,9 @@ fn encode_head(
         Framing::None
     } else if head_request {
         // The length the same GET would have, when known.
-        if let Some(value) = declared {
+        if declared_raw {
+            // Already among the relayed lines.
+        } else if let Some(value) = declared {
             put_header(out, b"content-length: ", value.as_bytes());
         } else if let Some(len) = length.filter(|&l| l > 0) {
             put_header(
@@ -290,7 +311,14 @@ mod tests {
         let length = http_body::Body::size_hint(&body).exact();
         let mut out = Vec::new();
         let status = StatusCode::from_u16(status).unwrap();
-        let (framing, close) = encode_head(&mut out, status, &map, length, head, close);
+        let head = Head {
+            status,
+            headers: &map,
+            raw: None,
+            length,
+            head_request: head,
+        };
+        let (framing, close) = encode_head(&mut out, &head, close);
         (String::from_utf8(out).unwrap(), framing, close)
     }
 
@@ -357,6 +385,41 @@ mod tests {
             false,
         );
         assert!(c, "a response saying close ends the connection");
+    }
+
+    #[test]
+    fn relayed_lines_follow_the_map() {
+        let mut raw = RawHeaders::default();
+        raw.push(b"Server", b"up");
+        raw.push(b"Date", b"d");
+        let map = HeaderMap::new();
+        let mut out = Vec::new();
+        let get = Head {
+            status: StatusCode::OK,
+            headers: &map,
+            raw: Some(&raw),
+            length: Some(3),
+            head_request: false,
+        };
+        assert!(encode_head(&mut out, &get, false).0 == Framing::Length(3));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: d\r\ncontent-length: 3\r\n\r\n"
+        );
+        // HEAD: the relayed Content-Length is the only one.
+        let mut with_length = RawHeaders::default();
+        with_length.push(b"Content-Length", b"1000");
+        let mut out = Vec::new();
+        let head = Head {
+            raw: Some(&with_length),
+            length: Some(0),
+            head_request: true,
+            ..get
+        };
+        assert!(encode_head(&mut out, &head, false).0 == Framing::None);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("ength").count(), 1, "{text}");
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Outgoing {
     /// Whether the body goes out chunked (the client sent no Content-Length).
     pub chunked: bool,
     pub head_request: bool,
+    /// The response's headers are wanted as relayed lines (`RawHeaders`), not a map.
+    pub raw_headers: bool,
 }
 
 #[derive(Debug)]
@@ -108,7 +110,7 @@ pub async fn exchange(
                 Poll::Pending => {}
             }
         }
-        match ready!(reading.poll(conn, out.head_request, cx)) {
+        match ready!(reading.poll(conn, out, cx)) {
             Ok(head) => Poll::Ready(Ok(head)),
             Err(e) => Poll::Ready(Err(write_failed.take().unwrap_or(e))),
         }
@@ -197,12 +199,13 @@ impl HeadReading {
     fn poll(
         &mut self,
         conn: &mut Conn,
-        head_request: bool,
+        out: &Outgoing,
         cx: &mut Context<'_>,
     ) -> Poll<Result<ResponseHead, ExchangeError>> {
+        let (head_request, raw) = (out.head_request, out.raw_headers);
         loop {
             if !conn.buf.is_empty() {
-                match wire::parse_response(&mut conn.buf, head_request, &mut self.scanned) {
+                match wire::parse_response(&mut conn.buf, head_request, raw, &mut self.scanned) {
                     Ok(Parsed::Final(head)) => return Poll::Ready(Ok(head)),
                     Ok(Parsed::Interim) => {
                         self.scanned = 0;

@@ -34,6 +34,13 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     fixed_hop_by_hop().contains(&name)
 }
 
+/// The same for a name in any case, as it came off the wire.
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    fixed_hop_by_hop()
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// End-to-end headers a client must not be able to delete by naming them in
 /// `Connection`: the ones switchyard vouches for, and the message's own framing and host.
 fn protected(name: &str) -> bool {
@@ -74,10 +81,12 @@ pub fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
 /// The comma-separated elements of one header value, trimmed (RFC 9110 5.6.1). Byte-wise:
 /// these run several times per request, and `str::split` costs more than the work.
 pub fn elements(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
+    elements_of(value.as_bytes())
+}
+
+/// The same for a value as it came off the wire.
+pub fn elements_of(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// The elements of every value of `name`.

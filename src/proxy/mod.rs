@@ -109,6 +109,8 @@ pub async fn forward(
         body: has_body.then(|| RequestBody::streaming(body, cfg.server.max_request_body)),
         chunked,
         head_request: parts.method == Method::HEAD,
+        // Relayed as lines, except for an upgrade, whose 101 headers are rewritten.
+        raw_headers: client_upgrade.is_none(),
     };
     let replayable = !has_body && is_idempotent(&parts.method);
     let what = || format!("{} {}", parts.method, parts.uri.path());
@@ -129,14 +131,19 @@ pub async fn forward(
     }
     let mut res = Response::new(Body::empty());
     *res.status_mut() = head.status;
-    // Hop-by-hop headers were left out when the head was parsed (`wire`).
+    // Hop-by-hop headers were left out when the head was parsed (`wire`); the kept ones
+    // come as a map or as relayed lines.
     *res.headers_mut() = head.headers;
     // A body still being sent when the answer came leaves the connection mid-request.
     let home = (head.reusable && upload.is_none()).then(|| Home {
         client: Arc::clone(&via.client),
         authority: upstream.authority.clone(),
     });
-    *res.body_mut() = UpstreamBody::start(conn, head.framing, home, upload);
+    let body = UpstreamBody::start(conn, head.framing, home, upload);
+    *res.body_mut() = match head.raw {
+        Some(raw) => body.with_raw_headers(raw),
+        None => body,
+    };
     Ok(res)
 }
 

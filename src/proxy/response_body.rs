@@ -71,7 +71,7 @@ impl UpstreamBody {
                 return ResponseBody::full(bytes);
             }
         }
-        ResponseBody::Upstream(Box::new(UpstreamBody {
+        ResponseBody::upstream(Box::new(UpstreamBody {
             conn: Some(conn),
             upload,
             state,

@@ -4,13 +4,14 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::http1::head_end;
 
-use super::headers::{elements, is_hop_by_hop, names_a_header, remove_listed};
+use super::headers::{elements_of, is_hop_by_hop_name, names_a_header, remove_listed};
+use crate::http1::RawHeaders;
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -57,7 +58,9 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
+    /// Empty when the headers came as `raw`.
     pub headers: HeaderMap,
+    pub raw: Option<RawHeaders>,
     pub framing: Framing,
     /// Whether the connection can carry another request once this body has been read.
     pub reusable: bool,
@@ -87,7 +90,9 @@ pub enum WireError {
 }
 
 /// Parses the response head at the start of `buf`. `head_request` says whether the
-/// request was HEAD, whose response has no body whatever its headers say.
+/// request was HEAD, whose response has no body whatever its headers say. With
+/// `raw_wanted`, the kept headers come as relayed lines rather than a map, unless the
+/// response is a 101 or has a `Connection` header naming headers to drop (rare).
 ///
 /// The head is split off and frozen before parsing, so header values can point into it
 /// (no copy, as in hyper) and no table of offsets has to be built and zeroed: the profile
@@ -98,6 +103,7 @@ pub enum WireError {
 pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
+    raw_wanted: bool,
     scanned: &mut usize,
 ) -> Result<Parsed, WireError> {
     let found = head_end(buf, *scanned);
@@ -129,32 +135,67 @@ pub fn parse_response(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(res.headers.len());
+    let raw_ok = raw_wanted
+        && status != StatusCode::SWITCHING_PROTOCOLS
+        && !res.headers.iter().any(|h| {
+            let lists = h.name.eq_ignore_ascii_case("connection")
+                && elements_of(h.value).any(names_a_header);
+            // A HEAD response's length is relayed, unless Transfer-Encoding overrides it.
+            lists || (head_request && h.name.eq_ignore_ascii_case("transfer-encoding"))
+        });
     let mut hop = Hop::default();
-    for h in res.headers.iter() {
+    let (headers, raw) = match raw_ok {
+        true => {
+            let mut raw = RawHeaders::with_capacity(head.len());
+            for h in res.headers.iter() {
+                let name = h.name.as_bytes();
+                // The framing is the writer's to choose; only a HEAD response's length
+                // is relayed (it is the length the GET would have).
+                let relay = hop.note(name, h.value, status)?
+                    && (head_request || !name.eq_ignore_ascii_case(b"content-length"));
+                if relay {
+                    raw.push(name, h.value);
+                }
+            }
+            (HeaderMap::new(), Some(raw))
+        }
+        false => (mapped(&head, res.headers, &mut hop, status)?, None),
+    };
+    let (framing, reusable) = framing(status, version, &hop, head_request);
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        headers,
+        raw,
+        framing,
+        reusable,
+    }))
+}
+
+/// The kept headers as a map (a 101's, or for a client hyper serves).
+fn mapped(
+    head: &Bytes,
+    parsed: &[httparse::Header<'_>],
+    hop: &mut Hop,
+    status: StatusCode,
+) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| WireError::Header(h.name.to_owned()))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| WireError::Header(name.to_string()))?;
-        let keep = hop.note(&name, &value, status)?;
-        if keep {
+        if hop.note(name.as_str().as_bytes(), h.value, status)? {
             headers.append(name, value);
         }
     }
     if hop.transfer_encoding.is_some() {
-        // RFC 9112 6.3: Transfer-Encoding overrides it, and hyper frames the body anew.
+        // RFC 9112 6.3: Transfer-Encoding overrides it, and the body is framed anew.
         headers.remove(header::CONTENT_LENGTH);
     }
     for value in &hop.listed {
         remove_listed(&mut headers, value);
     }
-    let (framing, reusable) = framing(status, version, &hop, head_request);
-    Ok(Parsed::Final(ResponseHead {
-        status,
-        headers,
-        framing,
-        reusable,
-    }))
+    Ok(headers)
 }
 
 /// What the hop-by-hop headers said, collected while the headers are read. They describe
@@ -171,29 +212,27 @@ struct Hop {
 }
 
 impl Hop {
-    /// Records `name: value`; returns whether the header belongs in the response.
-    fn note(
-        &mut self,
-        name: &HeaderName,
-        value: &HeaderValue,
-        status: StatusCode,
-    ) -> Result<bool, WireError> {
-        if *name == header::CONNECTION {
-            self.close |= elements(value).any(|e| e.eq_ignore_ascii_case(b"close"));
-            if elements(value).any(names_a_header) {
-                self.listed.push(value.clone());
+    /// Records `name: value` (as httparse validated them; the name in any case);
+    /// returns whether the header belongs in the response.
+    fn note(&mut self, name: &[u8], value: &[u8], status: StatusCode) -> Result<bool, WireError> {
+        if name.eq_ignore_ascii_case(b"connection") {
+            self.close |= elements_of(value).any(|e| e.eq_ignore_ascii_case(b"close"));
+            if elements_of(value).any(names_a_header) {
+                let listed = HeaderValue::from_bytes(value)
+                    .map_err(|_| WireError::Header("connection".into()))?;
+                self.listed.push(listed);
             }
             return Ok(false);
         }
-        if *name == header::TRANSFER_ENCODING {
-            let last = elements(value).rfind(|e| !e.is_empty());
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = elements_of(value).rfind(|e| !e.is_empty());
             let previous = self.transfer_encoding.unwrap_or(false);
             self.transfer_encoding =
                 Some(last.map_or(previous, |e| e.eq_ignore_ascii_case(b"chunked")));
             return Ok(false);
         }
-        if *name == header::CONTENT_LENGTH {
-            for part in elements(value) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            for part in elements_of(value) {
                 let len = decimal(part).ok_or_else(|| {
                     WireError::Header(format!(
                         "content-length {:?}",
@@ -209,8 +248,9 @@ impl Hop {
             }
             return Ok(true);
         }
-        let upgrade_of_101 = *name == header::UPGRADE && status == StatusCode::SWITCHING_PROTOCOLS;
-        Ok(upgrade_of_101 || !is_hop_by_hop(name))
+        let upgrade_of_101 =
+            name.eq_ignore_ascii_case(b"upgrade") && status == StatusCode::SWITCHING_PROTOCOLS;
+        Ok(upgrade_of_101 || !is_hop_by_hop_name(name))
     }
 }
 
@@ -249,12 +289,12 @@ mod tests {
 
     fn parse(raw: &str, head_request: bool) -> Result<Parsed, WireError> {
         let mut buf = BytesMut::from(raw);
-        parse_response(&mut buf, head_request, &mut 0)
+        parse_response(&mut buf, head_request, false, &mut 0)
     }
 
     fn fin(raw: &str) -> (usize, ResponseHead) {
         let mut buf = BytesMut::from(raw);
-        match parse_response(&mut buf, false, &mut 0) {
+        match parse_response(&mut buf, false, false, &mut 0) {
             Ok(Parsed::Final(head)) => (raw.len() - buf.len(), head),
             other => panic!("{other:?}"),
         }
@@ -332,7 +372,7 @@ mod tests {
         let mut scanned = 0;
         for (i, &b) in raw.iter().enumerate() {
             buf.extend_from_slice(&[b]);
-            match parse_response(&mut buf, false, &mut scanned) {
+            match parse_response(&mut buf, false, false, &mut scanned) {
                 Ok(Parsed::Partial) => assert!(i < raw.len() - 3, "missed the end at {i}"),
                 Ok(Parsed::Final(head)) => {
                     assert_eq!(i, raw.len() - 3);
@@ -365,5 +405,49 @@ mod tests {
         assert!(parse("garbage\r\n\r\n", false).is_err());
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
         assert!(matches!(parse(&huge, false), Err(WireError::TooLarge)));
+    }
+
+    fn raw_lines(raw: &str, head_request: bool) -> Option<String> {
+        let mut buf = BytesMut::from(raw);
+        match parse_response(&mut buf, head_request, true, &mut 0) {
+            Ok(Parsed::Final(head)) => {
+                let mut map = HeaderMap::new();
+                let lines = head.raw.map(|r| {
+                    r.into_map(&mut map);
+                    map.iter()
+                        .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                assert!(lines.is_none() || head.headers.is_empty());
+                lines
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn relayed_lines_keep_end_to_end_headers_only() {
+        let raw = "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\nDate: d\r\n\r\nhello";
+        assert_eq!(
+            raw_lines(raw, false).as_deref(),
+            Some("server=up,x-a=1,date=d")
+        );
+        // A HEAD response keeps its length: it is the length the GET would have.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+        assert_eq!(
+            raw_lines(head, true).as_deref(),
+            Some("content-length=1000")
+        );
+        let chunked =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x\r\nX-B: 2\r\n\r\n";
+        assert_eq!(raw_lines(chunked, false).as_deref(), Some("x-b=2"));
+        // A Connection header naming headers to drop, and a 101, come as a map.
+        let listed =
+            "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: s\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(raw_lines(listed, false), None);
+        let switching =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        assert_eq!(raw_lines(switching, false), None);
     }
 }

@@ -99,7 +99,7 @@ fn representation_headers(
 fn body(rep: &FileMeta, span: Range<u64>) -> Body {
     match (&rep.content, &rep.file) {
         (Some(bytes), _) => Body::full(bytes.slice(span.start as usize..span.end as usize)),
-        (None, Some(file)) => Body::File(FileBody::new(
+        (None, Some(file)) => Body::file(FileBody::new(
             Arc::clone(file),
             span.start,
             span.end - span.start,
