@@ -2,7 +2,8 @@
 //!
 //! One listening socket per address, bound once; every worker thread (one per core, see
 //! `worker`) accepts on its own duplicate of it, so whichever worker is idle takes the next
-//! connection. No SO_REUSEPORT: with it a second, accidentally started instance would
+//! connection, and hands it to another worker if it is already ahead (`balance`). No
+//! SO_REUSEPORT: with it a second, accidentally started instance would
 //! silently share the port instead of failing to start.
 //!
 //! Each connection holds one permit of a semaphore sized `max_connections`: accepting
@@ -23,9 +24,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::balance::{Balance, Handoff, Open};
 use crate::body::{ClientBody, ResponseBody};
 use crate::deadlines;
 use crate::error::RequestError;
@@ -90,15 +92,21 @@ impl Server {
         let max_connections = max_connections.min(Semaphore::MAX_PERMITS) as u32;
         let permits = Arc::new(Semaphore::new(max_connections as usize));
         let (stop, _) = watch::channel(false);
-        for id in 0..workers.max(1) {
+        let (balance, inboxes) = Balance::new(workers.max(1));
+        for (id, inbox) in inboxes.into_iter().enumerate() {
             let own: Vec<std::net::TcpListener> = listeners
                 .iter()
                 .map(|l| l.try_clone())
                 .collect::<io::Result<_>>()?;
-            let ctx = (Arc::clone(shared), Arc::clone(&permits), stop.subscribe());
+            let common = Common {
+                shared: Arc::clone(shared),
+                permits: Arc::clone(&permits),
+                stop: stop.subscribe(),
+                balance: Arc::clone(&balance),
+            };
             std::thread::Builder::new()
                 .name(format!("worker-{id}"))
-                .spawn(move || run_worker(own, ctx.0, ctx.1, ctx.2))?;
+                .spawn(move || run_worker(id, own, inbox, common))?;
         }
         Ok(Server {
             stop,
@@ -119,11 +127,27 @@ impl Server {
     }
 }
 
-fn run_worker(
-    listeners: Vec<std::net::TcpListener>,
+/// What every worker shares.
+struct Common {
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    balance: Arc<Balance>,
+}
+
+/// One worker as its accept loops and connections see it.
+struct WorkerCtx {
+    id: usize,
+    common: Common,
+    worker: Arc<Worker>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+fn run_worker(
+    id: usize,
+    listeners: Vec<std::net::TcpListener>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+    common: Common,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,22 +161,18 @@ fn run_worker(
     };
     runtime.block_on(async move {
         let worker = Arc::new(Worker::new(
-            &shared.load().config.proxy,
-            shared.metrics.shard(),
+            &common.shared.load().config.proxy,
+            common.shared.metrics.shard(),
         ));
-        let builder = Arc::new(http_builder());
-        let housekeeper = Arc::clone(&worker);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(deadlines::TICK);
-            for n in 0u64.. {
-                tick.tick().await;
-                housekeeper.deadlines.sweep();
-                if n % 10 == 0 {
-                    housekeeper.reap_idle_connections();
-                }
-            }
+        tokio::spawn(housekeeping(Arc::clone(&worker)));
+        let ctx = Arc::new(WorkerCtx {
+            id,
+            common,
+            worker,
+            builder: http_builder(),
         });
         let mut loops = JoinSet::new();
+        loops.spawn(receive_handoffs(inbox, Arc::clone(&ctx)));
         for listener in listeners {
             let listener = match listener
                 .set_nonblocking(true)
@@ -164,19 +184,7 @@ fn run_worker(
                     continue;
                 }
             };
-            let ctx = (
-                Arc::clone(&shared),
-                Arc::clone(&worker),
-                Arc::clone(&builder),
-            );
-            loops.spawn(accept_loop(
-                listener,
-                ctx.0,
-                ctx.1,
-                ctx.2,
-                Arc::clone(&permits),
-                stop.clone(),
-            ));
+            loops.spawn(accept_loop(listener, Arc::clone(&ctx)));
         }
         while loops.join_next().await.is_some() {}
         // Upgraded connections (WebSockets) are tasks of their own that may outlive every
@@ -186,18 +194,25 @@ fn run_worker(
     });
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    worker: Arc<Worker>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    permits: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Response deadlines swept every `deadlines::TICK`, idle upstream connections reaped
+/// every second.
+async fn housekeeping(worker: Arc<Worker>) {
+    let mut tick = tokio::time::interval(deadlines::TICK);
+    for n in 0u64.. {
+        tick.tick().await;
+        worker.deadlines.sweep();
+        if n % 10 == 0 {
+            worker.reap_idle_connections();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<WorkerCtx>) {
+    let mut stop = ctx.common.stop.clone();
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => p,
+            p = Arc::clone(&ctx.common.permits).acquire_owned() => p,
             Some(_) = connections.join_next() => continue,
             _ = stopped(&mut stop) => break,
         };
@@ -215,27 +230,115 @@ async fn accept_loop(
                 continue;
             }
         };
-        let ctx = Arc::new(ConnContext {
-            shared: Arc::clone(&shared),
-            worker: Arc::clone(&worker),
-            peer: Peer::new(peer.ip().to_canonical()),
-            permit: ConnPermit::new(permit),
-        });
-        let builder = Arc::clone(&builder);
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let open = &ctx.shared.metrics.open_connections;
-            open.fetch_add(1, Ordering::Relaxed);
-            let shared = Arc::clone(&ctx.shared);
-            serve_connection(stream, ctx, &builder, stop).await;
-            shared
-                .metrics
-                .open_connections
-                .fetch_sub(1, Ordering::Relaxed);
-        });
+        let to = ctx.common.balance.pick(ctx.id);
+        let (stream, permit) = match to == ctx.id {
+            true => (stream, permit),
+            false => match hand_over(&ctx, to, stream, peer, permit) {
+                Some(back) => back,
+                None => continue,
+            },
+        };
+        let open = ctx.common.balance.open(ctx.id);
+        let conn = Accepted {
+            stream,
+            peer,
+            permit,
+            open,
+        };
+        spawn_connection(&mut connections, &ctx, conn);
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Sends a connection to worker `to`: `None` once that worker has it, the connection
+/// back when it could not be sent.
+fn hand_over(
+    ctx: &WorkerCtx,
+    to: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("cannot hand a connection over: {e}");
+            return None;
+        }
+    };
+    let handoff = Handoff {
+        stream,
+        peer,
+        permit,
+        open: ctx.common.balance.open(to),
+    };
+    let back = ctx.common.balance.send(to, handoff).err()?;
+    match TcpStream::from_std(back.stream) {
+        Ok(stream) => Some((stream, back.permit)),
+        Err(e) => {
+            tracing::debug!("cannot take a connection back: {e}");
+            None
+        }
+    }
+}
+
+/// Serves the connections other workers hand over.
+async fn receive_handoffs(mut inbox: mpsc::UnboundedReceiver<Handoff>, ctx: Arc<WorkerCtx>) {
+    let mut stop = ctx.common.stop.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        let handoff = tokio::select! {
+            h = inbox.recv() => h,
+            Some(_) = connections.join_next() => continue,
+            _ = stopped(&mut stop) => break,
+        };
+        let Some(h) = handoff else { break };
+        match TcpStream::from_std(h.stream) {
+            Ok(stream) => {
+                let conn = Accepted {
+                    stream,
+                    peer: h.peer,
+                    permit: h.permit,
+                    open: h.open,
+                };
+                spawn_connection(&mut connections, &ctx, conn)
+            }
+            Err(e) => tracing::debug!("cannot take over a connection: {e}"),
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// A connection to serve on this worker.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    open: Open,
+}
+
+fn spawn_connection(connections: &mut JoinSet<()>, ctx: &Arc<WorkerCtx>, conn: Accepted) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+        open,
+    } = conn;
+    let conn = Arc::new(ConnContext {
+        shared: Arc::clone(&ctx.common.shared),
+        worker: Arc::clone(&ctx.worker),
+        peer: Peer::new(peer.ip().to_canonical()),
+        permit: ConnPermit::new(permit),
+    });
+    let ctx = Arc::clone(ctx);
+    connections.spawn(async move {
+        let _open = open;
+        let metrics = &ctx.common.shared.metrics;
+        metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+        serve_connection(stream, conn, &ctx.builder, ctx.common.stop.clone()).await;
+        metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// HTTP/1.1 and h2c (an ALB may speak either to its targets). No hyper timer: the

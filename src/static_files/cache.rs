@@ -46,13 +46,24 @@ impl Default for FileCache {
 
 impl FileCache {
     /// A fresh entry for `path` under configuration `generation`, if any.
+    ///
+    /// When an entry has just expired, only the first caller gets `None` (and looks the
+    /// path up again); the entry counts as fresh again for everyone else meanwhile. Without
+    /// that, every request for a busy path missed at once each second, each with its own
+    /// trip to the blocking pool (proxy-small: dozens of pool threads started, and one
+    /// worker held up long enough to fall behind).
     pub fn get(&self, path: &str, generation: u64) -> Option<Found> {
-        let inner = self.inner.lock().ok()?;
+        let mut inner = self.inner.lock().ok()?;
         if inner.generation != generation {
             return None;
         }
-        let (found, at) = inner.entries.get(path)?;
-        (at.elapsed() < TTL).then(|| found.clone())
+        let (found, at) = inner.entries.get_mut(path)?;
+        let now = Instant::now();
+        if now.duration_since(*at) < TTL {
+            return Some(found.clone());
+        }
+        *at = now;
+        None
     }
 
     pub fn insert(&self, path: &str, generation: u64, found: &Found) {
@@ -101,5 +112,29 @@ fn cached_bytes(found: &Found) -> usize {
     match found {
         Found::File(meta) => meta.content.as_ref().map_or(0, |c| c.len()),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_entry_is_looked_up_again_by_one_caller_only() {
+        let cache = FileCache::default();
+        cache.insert("/x", 1, &Found::Nothing);
+        assert!(matches!(cache.get("/x", 1), Some(Found::Nothing)));
+        assert!(cache.get("/x", 2).is_none(), "another generation");
+        std::thread::sleep(TTL + Duration::from_millis(50));
+        assert!(
+            cache.get("/x", 1).is_none(),
+            "the first caller after expiry looks it up"
+        );
+        assert!(
+            matches!(cache.get("/x", 1), Some(Found::Nothing)),
+            "the others keep the entry meanwhile"
+        );
+        cache.insert("/x", 1, &Found::Forbidden);
+        assert!(matches!(cache.get("/x", 1), Some(Found::Forbidden)));
     }
 }
