@@ -2,7 +2,6 @@
 //! handler; the answer comes back with how it was served, for metrics and the access log.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Method, Request, Response};
@@ -31,20 +30,15 @@ pub struct Ctx<'a> {
 /// The response (or the error to answer with) and how the request was served.
 pub type Answer = (Result<Response<Body>, RequestError>, Served);
 
-/// A proxied request, boxed: the proxy future is about 1.7 KiB, and every enclosing async
-/// fn would otherwise carry (and move) that much for static requests too; the profile
-/// showed those moves as the largest memcpy on the static path.
-type Proxying<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, RequestError>> + Send + 'a>>;
-
 impl<'a> Ctx<'a> {
-    /// Not an async fn: the caller awaits the boxed future itself, one layer fewer to
+    /// Not an async fn: the caller awaits the proxy future itself, one layer fewer to
     /// move the request into and the response out of.
     fn proxy(
         &self,
         req: Request<ClientBody>,
         upstream: &'a Upstream,
         strip: Option<&'a str>,
-    ) -> Proxying<'a> {
+    ) -> impl Future<Output = Result<Response<Body>, RequestError>> + Send + 'a {
         let via = proxy::Via {
             peer: self.peer,
             snap: self.snap,
@@ -52,7 +46,7 @@ impl<'a> Ctx<'a> {
             permit: self.permit,
             deadlines: &self.worker.deadlines,
         };
-        Box::pin(proxy::forward(req, upstream, strip, via))
+        proxy::forward(req, upstream, strip, via)
     }
 }
 
