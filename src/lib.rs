@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod body;
+pub mod coarse_clock;
 pub mod config;
 pub mod daemon;
 pub mod deadlines;

@@ -20,12 +20,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::coarse_clock;
 use crate::framing::HeadScan;
 use crate::short_read;
 
@@ -33,7 +34,8 @@ const NOT_READING: u64 = u64::MAX;
 
 /// The clocks of one connection, as nanoseconds since it was accepted.
 pub struct ConnClock {
-    start: Instant,
+    /// `coarse_clock` time of the accept.
+    start: Duration,
     active: AtomicU32,
     idle_since: AtomicU64,
     header_since: AtomicU64,
@@ -55,7 +57,7 @@ pub enum Expired {
 impl ConnClock {
     pub fn new() -> Arc<Self> {
         Arc::new(ConnClock {
-            start: Instant::now(),
+            start: coarse_clock::now(),
             active: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
             header_since: AtomicU64::new(0),
@@ -65,7 +67,7 @@ impl ConnClock {
     }
 
     fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        coarse_clock::now().saturating_sub(self.start).as_nanos() as u64
     }
 
     /// Bytes arrived: if no request is in progress, a new one has begun (returns true).

@@ -16,13 +16,14 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::Mutex;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::uri::Authority;
 use tokio::net::TcpStream;
 
 use super::exchange::Conn;
+use crate::coarse_clock;
 use crate::config::ProxySettings;
 
 /// Per upstream, per worker; beyond it a finished connection is closed instead of kept.
@@ -40,7 +41,8 @@ pub struct UpstreamClient {
 struct Slot {
     authority: Authority,
     /// With their read buffers, whose allocation the next response reuses.
-    conns: Vec<(Conn, Instant)>,
+    /// With the `coarse_clock` time each became idle.
+    conns: Vec<(Conn, Duration)>,
 }
 
 /// Why no connection could be made.
@@ -81,8 +83,9 @@ impl UpstreamClient {
     fn take(&self, authority: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let slot = idle.iter_mut().find(|s| same(&s.authority, authority))?;
+        let now = coarse_clock::now();
         while let Some((conn, since)) = slot.conns.pop() {
-            if since.elapsed() < self.pool_idle_timeout {
+            if now.saturating_sub(since) < self.pool_idle_timeout {
                 return Some(conn);
             }
         }
@@ -107,7 +110,7 @@ impl UpstreamClient {
             conn.buf = BytesMut::new();
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
+        let now = coarse_clock::now();
         match idle.iter_mut().find(|s| same(&s.authority, authority)) {
             Some(slot) if slot.conns.len() < MAX_IDLE_PER_UPSTREAM => slot.conns.push((conn, now)),
             Some(_) => {}
@@ -121,9 +124,10 @@ impl UpstreamClient {
     /// Closes connections idle for `pool_idle_timeout` or longer.
     pub fn reap(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = coarse_clock::now();
         for slot in idle.iter_mut() {
             slot.conns
-                .retain(|(_, since)| since.elapsed() < self.pool_idle_timeout);
+                .retain(|(_, since)| now.saturating_sub(*since) < self.pool_idle_timeout);
         }
         idle.retain(|slot| !slot.conns.is_empty());
     }

@@ -10,7 +10,7 @@ use http::{Method, StatusCode, Version};
 
 use crate::http1::head_end;
 
-use super::headers::{elements_of, is_hop_by_hop_name, names_a_header, remove_listed};
+use super::headers::{classify, elements_of, names_a_header, remove_listed, WireName};
 use crate::http1::RawHeaders;
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
@@ -152,7 +152,7 @@ pub fn parse_response(
                 // The framing is the writer's to choose; only a HEAD response's length
                 // is relayed (it is the length the GET would have).
                 let relay = hop.note(name, h.value, status)?
-                    && (head_request || !name.eq_ignore_ascii_case(b"content-length"));
+                    && (head_request || classify(name) != WireName::ContentLength);
                 if relay {
                     raw.push(name, h.value);
                 }
@@ -215,7 +215,8 @@ impl Hop {
     /// Records `name: value` (as httparse validated them; the name in any case);
     /// returns whether the header belongs in the response.
     fn note(&mut self, name: &[u8], value: &[u8], status: StatusCode) -> Result<bool, WireError> {
-        if name.eq_ignore_ascii_case(b"connection") {
+        let kind = classify(name);
+        if kind == WireName::Connection {
             self.close |= elements_of(value).any(|e| e.eq_ignore_ascii_case(b"close"));
             if elements_of(value).any(names_a_header) {
                 let listed = HeaderValue::from_bytes(value)
@@ -224,14 +225,14 @@ impl Hop {
             }
             return Ok(false);
         }
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if kind == WireName::TransferEncoding {
             let last = elements_of(value).rfind(|e| !e.is_empty());
             let previous = self.transfer_encoding.unwrap_or(false);
             self.transfer_encoding =
                 Some(last.map_or(previous, |e| e.eq_ignore_ascii_case(b"chunked")));
             return Ok(false);
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if kind == WireName::ContentLength {
             for part in elements_of(value) {
                 let len = decimal(part).ok_or_else(|| {
                     WireError::Header(format!(
@@ -248,9 +249,11 @@ impl Hop {
             }
             return Ok(true);
         }
-        let upgrade_of_101 =
-            name.eq_ignore_ascii_case(b"upgrade") && status == StatusCode::SWITCHING_PROTOCOLS;
-        Ok(upgrade_of_101 || !is_hop_by_hop_name(name))
+        Ok(match kind {
+            WireName::Upgrade => status == StatusCode::SWITCHING_PROTOCOLS,
+            WireName::EndToEnd => true,
+            _ => false,
+        })
     }
 }
 

@@ -14,9 +14,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lookup::Found;
+use crate::coarse_clock;
 
 const TTL: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 8192;
@@ -33,7 +34,8 @@ struct Inner {
     generation: u64,
     bytes: usize,
     open_files: usize,
-    entries: HashMap<Box<str>, (Found, Instant)>,
+    /// With the `coarse_clock` time each was looked up.
+    entries: HashMap<Box<str>, (Found, Duration)>,
 }
 
 impl Default for FileCache {
@@ -58,8 +60,8 @@ impl FileCache {
             return None;
         }
         let (found, at) = inner.entries.get_mut(path)?;
-        let now = Instant::now();
-        if now.duration_since(*at) < TTL {
+        let now = coarse_clock::now();
+        if now.saturating_sub(*at) < TTL {
             return Some(found.clone());
         }
         *at = now;
@@ -82,7 +84,7 @@ impl FileCache {
         }
         if let Some((old, _)) = inner
             .entries
-            .insert(path.into(), (found.clone(), Instant::now()))
+            .insert(path.into(), (found.clone(), coarse_clock::now()))
         {
             inner.bytes -= cached_bytes(&old) + path.len();
             inner.open_files -= holds_file(&old);
