@@ -372,10 +372,22 @@ async fn serve_connection(
             ended = served.as_mut() => ended,
             control = control => match control {
                 Control::Expired(Expired::Headers) => return slow_headers(),
-                Control::Stop | Control::Expired(Expired::Idle) if state.is_idle() => return,
-                Control::Stop | Control::Expired(Expired::Idle) => {
+                Control::Stop | Control::Expired(Expired::Idle) if !state.is_busy() => return,
+                // Shutdown: the request in progress finishes (`shutdown_timeout` bounds it).
+                Control::Stop => {
                     state.close_after_this();
                     served.await
+                }
+                // Idle while busy: its response is done but still being written to a
+                // client that stopped reading. One more idle period, then it is cut.
+                Control::Expired(Expired::Idle) => {
+                    state.close_after_this();
+                    let idle = ctx.shared.load().config.server.idle_timeout;
+                    tokio::select! {
+                        biased;
+                        ended = served.as_mut() => ended,
+                        _ = tokio::time::sleep(idle) => return,
+                    }
                 }
             }
         }

@@ -101,6 +101,25 @@ async fn idle_keep_alive_outlives_header_timeout_and_ends_at_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_pipelined_head_left_hanging_ends_at_idle_timeout() {
+    let (d, _app) = daemon(&["header_read_timeout = \"300ms\"", "idle_timeout = \"1s\""]).await;
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    // A whole request and the first byte of the next, then silence.
+    s.write_all(b"GET /api/1 HTTP/1.1\r\nHost: x\r\n\r\nG")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let got = until_closed(&mut s, Duration::from_secs(5)).await;
+    let got = got.expect("the connection is still open 5 s later");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upstream_response_is_not_idle() {
     let (d, _app) = daemon(&[
         "header_read_timeout = \"200ms\"",

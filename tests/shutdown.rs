@@ -46,6 +46,35 @@ async fn sigint_stops_an_idle_daemon_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_shutdown_up() {
+    use tokio::io::AsyncWriteExt;
+    let app = Upstream::start("app").await;
+    let conf = Conf::new("app").upstream("app", app.addr);
+    let mut d = Daemon::start(&conf.server("shutdown_timeout = \"20s\"").build());
+    // One connection with a partial head behind a whole request, one with a partial
+    // head only: neither has a request in progress.
+    let mut behind = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    behind
+        .write_all(b"GET /api/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/2 HT")
+        .await
+        .unwrap();
+    let mut alone = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    alone.write_all(b"GET /api/3 HTTP/1.1\r\nHo").await.unwrap();
+    while app.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown waited {:?} for connections with no request in progress",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_delay_fails_ready_while_still_serving() {
     let app = Upstream::start("app").await;
     let conf = Conf::new("app")

@@ -45,18 +45,20 @@ pub enum Ended {
 /// What the connection's controller (shutdown, idle timeout) needs to know and say.
 #[derive(Default)]
 pub struct State {
-    idle: AtomicBool,
+    busy: AtomicBool,
     closing: AtomicBool,
 }
 
 impl State {
-    /// Between requests: the last response is written and nothing of the next has been
-    /// read, so the connection can be closed without cutting anything.
-    pub fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::Relaxed)
+    /// A request is in progress: from its whole head to the last byte of its response.
+    /// Otherwise the connection can be closed without cutting anything (a partly read
+    /// head counts as nothing, as in hyper's graceful shutdown).
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
     }
 
-    /// Ends the connection after the response in progress (with `Connection: close`).
+    /// Ends the connection after the response in progress (with `Connection: close`, if
+    /// its head has not been written yet).
     pub fn close_after_this(&self) {
         self.closing.store(true, Ordering::Relaxed);
     }
@@ -73,15 +75,19 @@ where
     let mut input = BytesMut::new();
     let mut out = Vec::new();
     loop {
-        let (req, close) = match read_head(io, &mut input, state).await? {
+        let (req, close) = match read_head(io, &mut input).await? {
             Some(Parsed::Plain { req, close }) => (req, close),
             Some(Parsed::HandOff(head)) => return Ok(Ended::HandOff(join(head, input))),
             Some(Parsed::Partial) | None => return Ok(Ended::Closed),
         };
+        state.busy.store(true, Ordering::Relaxed);
         let head_request = req.method() == Method::HEAD;
         let res = respond(req).await;
         let close = close || state.closing.load(Ordering::Relaxed);
-        if !response::write(io, &mut out, res, head_request, close).await? {
+        let again = response::write(io, &mut out, res, head_request, close).await?;
+        state.busy.store(false, Ordering::Relaxed);
+        // Asked to close while the response was on its way: now is the moment.
+        if !again || state.closing.load(Ordering::Relaxed) {
             let _ = io.shutdown().await;
             return Ok(Ended::Closed);
         }
@@ -94,7 +100,6 @@ where
 async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     input: &mut BytesMut,
-    state: &State,
 ) -> io::Result<Option<Parsed>> {
     let mut scanned = 0;
     loop {
@@ -102,14 +107,10 @@ async fn read_head<S: AsyncRead + Unpin>(
             Parsed::Partial => {}
             parsed => return Ok(Some(parsed)),
         }
-        if input.is_empty() {
-            state.idle.store(true, Ordering::Relaxed);
-        }
         if input.capacity() - input.len() < READ_SIZE / 4 {
             input.reserve(READ_SIZE);
         }
         let n = io.read_buf(input).await?;
-        state.idle.store(false, Ordering::Relaxed);
         if n == 0 {
             return Ok(None);
         }

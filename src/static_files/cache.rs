@@ -94,6 +94,19 @@ impl FileCache {
     }
 }
 
+impl FileCache {
+    /// Drops the entry for `path` (its lookup failed).
+    pub fn forget(&self, path: &str) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some((old, _)) = inner.entries.remove(path) {
+            inner.bytes -= cached_bytes(&old) + path.len();
+            inner.open_files -= holds_file(&old);
+        }
+    }
+}
+
 impl Inner {
     fn clear(&mut self, generation: u64) {
         self.entries.clear();
@@ -138,5 +151,10 @@ mod tests {
         );
         cache.insert("/x", 1, &Found::Forbidden);
         assert!(matches!(cache.get("/x", 1), Some(Found::Forbidden)));
+        cache.forget("/x");
+        assert!(
+            cache.get("/x", 1).is_none(),
+            "a failed lookup leaves nothing behind"
+        );
     }
 }

@@ -74,9 +74,17 @@ async fn cached_find(
     if let Some(found) = cache.get(key, snap.generation) {
         return Ok(found);
     }
-    let found = find(snap, safe.relative.into_owned(), safe.trailing_slash).await?;
-    cache.insert(key, snap.generation, &found);
-    Ok(found)
+    match find(snap, safe.relative.into_owned(), safe.trailing_slash).await {
+        Ok(found) => {
+            cache.insert(key, snap.generation, &found);
+            Ok(found)
+        }
+        Err(e) => {
+            // Not the old answer for another second (`get` re-armed it for this lookup).
+            cache.forget(key);
+            Err(e)
+        }
+    }
 }
 
 async fn find(
