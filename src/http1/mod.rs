@@ -14,7 +14,7 @@
 //! connection, with every byte read so far put back, to hyper for the rest of its life,
 //! so each unusual case keeps hyper's behaviour and its answers (400, 431, 100-continue).
 
-mod request;
+pub mod request;
 mod response;
 
 use std::future::Future;
