@@ -167,6 +167,12 @@ impl ClockedIo {
 }
 
 impl ClockedIo {
+    /// A request head has begun with bytes read earlier (behind the previous request):
+    /// its header clock starts now, as it would have at their arrival.
+    pub fn head_begun(&self) {
+        self.clock.on_read();
+    }
+
     /// hyper reads the connection from here on, starting again with `bytes` (the start
     /// of a request head and whatever followed it), which are scanned as they would have
     /// been had hyper read them the first time.

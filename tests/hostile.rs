@@ -101,8 +101,8 @@ async fn idle_keep_alive_outlives_header_timeout_and_ends_at_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_started_pipelined_head_left_hanging_ends_at_idle_timeout() {
-    let (d, _app) = daemon(&["header_read_timeout = \"300ms\"", "idle_timeout = \"1s\""]).await;
+async fn a_started_pipelined_head_left_hanging_ends_at_header_read_timeout() {
+    let (d, _app) = daemon(&["header_read_timeout = \"500ms\"", "idle_timeout = \"20s\""]).await;
     let mut s = TcpStream::connect(d.addr).await.unwrap();
     // A whole request and the first byte of the next, then silence.
     s.write_all(b"GET /api/1 HTTP/1.1\r\nHost: x\r\n\r\nG")
@@ -112,10 +112,11 @@ async fn a_started_pipelined_head_left_hanging_ends_at_idle_timeout() {
     let got = until_closed(&mut s, Duration::from_secs(5)).await;
     let got = got.expect("the connection is still open 5 s later");
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // The header clock runs from the pipelined byte, as from any first byte of a request.
+    let took = started.elapsed();
     assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
     );
 }
 

@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::{ClientBody, ResponseBody};
+use crate::timeouts::ClockedIo;
 pub use request::head_end;
 use request::Parsed;
 
@@ -66,9 +67,8 @@ impl State {
 
 /// Serves plain requests on `io` with `respond` until the connection ends or a request
 /// needs hyper.
-pub async fn serve<S, F, Fut>(io: &mut S, state: &State, mut respond: F) -> io::Result<Ended>
+pub async fn serve<F, Fut>(io: &mut ClockedIo, state: &State, mut respond: F) -> io::Result<Ended>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
     F: FnMut(Request<ClientBody>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>>,
 {
@@ -97,11 +97,12 @@ where
 }
 
 /// Reads until a whole head is buffered; `None` when the client closed first.
-async fn read_head<S: AsyncRead + Unpin>(
-    io: &mut S,
-    input: &mut BytesMut,
-) -> io::Result<Option<Parsed>> {
+async fn read_head(io: &mut ClockedIo, input: &mut BytesMut) -> io::Result<Option<Parsed>> {
     let mut scanned = 0;
+    if !input.is_empty() {
+        // Pipelined bytes: no read will start the header clock for them.
+        io.head_begun();
+    }
     loop {
         match request::parse(input, &mut scanned) {
             Parsed::Partial => {}
