@@ -89,6 +89,8 @@ fn plain(head: &Bytes) -> Option<(Request<ClientBody>, bool)> {
     Some((req, close))
 }
 
+/// Whether a `Connection` value has the `close` option (requests, responses written here,
+/// and upstream responses alike).
 pub fn has_close(value: &[u8]) -> bool {
     value
         .split(|&b| b == b',')

@@ -12,29 +12,16 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus
-/// `Proxy-Connection`, which old clients still send.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 7] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ]
-}
-
-/// Whether `name` is one of the fixed hop-by-hop headers.
+/// Whether `name` is one of the fixed hop-by-hop headers (see `classify`).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    fixed_hop_by_hop().contains(&name)
+    classify(name.as_str().as_bytes()).is_hop_by_hop()
 }
 
 /// What a header name, in any case as it came off the wire, says about the connection.
+/// The hop-by-hop kinds are the headers that describe one connection, not the message
+/// (RFC 9110 7.6.1), plus `Proxy-Connection`, which old clients still send: the one list of
+/// them, for requests and responses alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireName {
     Connection,
@@ -44,6 +31,12 @@ pub enum WireName {
     /// Another of the fixed hop-by-hop headers.
     OtherHopByHop,
     EndToEnd,
+}
+
+impl WireName {
+    pub fn is_hop_by_hop(self) -> bool {
+        !matches!(self, WireName::ContentLength | WireName::EndToEnd)
+    }
 }
 
 /// Classifies `name` by its length first: comparing every response header with each of
@@ -367,10 +360,21 @@ mod tests {
 
     #[test]
     fn classify_knows_exactly_the_fixed_hop_by_hop_names() {
-        for name in fixed_hop_by_hop() {
-            let upper = name.as_str().to_ascii_uppercase();
-            assert_ne!(classify(upper.as_bytes()), WireName::EndToEnd, "{name}");
+        let fixed = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        for name in fixed {
+            let upper = name.to_ascii_uppercase();
+            assert!(classify(upper.as_bytes()).is_hop_by_hop(), "{name}");
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
+        assert!(!is_hop_by_hop(&header::CONTENT_LENGTH));
         for name in [
             "content-type",
             "date",

@@ -11,6 +11,7 @@ use http::{Method, StatusCode, Version};
 use crate::http1::head_end;
 
 use super::headers::{classify, elements_of, names_a_header, remove_listed, WireName};
+use crate::http1::request::has_close;
 use crate::http1::RawHeaders;
 
 /// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
@@ -137,24 +138,27 @@ pub fn parse_response(
     };
     let raw_ok = raw_wanted
         && status != StatusCode::SWITCHING_PROTOCOLS
-        && !res.headers.iter().any(|h| {
-            let lists = h.name.eq_ignore_ascii_case("connection")
-                && elements_of(h.value).any(names_a_header);
-            // A HEAD response's length is relayed, unless Transfer-Encoding overrides it.
-            lists || (head_request && h.name.eq_ignore_ascii_case("transfer-encoding"))
-        });
+        && !res
+            .headers
+            .iter()
+            .any(|h| match classify(h.name.as_bytes()) {
+                WireName::Connection => elements_of(h.value).any(names_a_header),
+                // A HEAD response's length is relayed, unless Transfer-Encoding overrides it.
+                WireName::TransferEncoding => head_request,
+                _ => false,
+            });
     let mut hop = Hop::default();
     let (headers, raw) = match raw_ok {
         true => {
             let mut raw = RawHeaders::with_capacity(head.len());
             for h in res.headers.iter() {
-                let name = h.name.as_bytes();
+                let kind = classify(h.name.as_bytes());
                 // The framing is the writer's to choose; only a HEAD response's length
                 // is relayed (it is the length the GET would have).
-                let relay = hop.note(name, h.value, status)?
-                    && (head_request || classify(name) != WireName::ContentLength);
+                let relay = hop.note(kind, h.value, status)?
+                    && (head_request || kind != WireName::ContentLength);
                 if relay {
-                    raw.push(name, h.value);
+                    raw.push(h.name.as_bytes(), h.value);
                 }
             }
             (HeaderMap::new(), Some(raw))
@@ -184,7 +188,7 @@ fn mapped(
             .map_err(|_| WireError::Header(h.name.to_owned()))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| WireError::Header(name.to_string()))?;
-        if hop.note(name.as_str().as_bytes(), h.value, status)? {
+        if hop.note(classify(name.as_str().as_bytes()), h.value, status)? {
             headers.append(name, value);
         }
     }
@@ -212,12 +216,16 @@ struct Hop {
 }
 
 impl Hop {
-    /// Records `name: value` (as httparse validated them; the name in any case);
-    /// returns whether the header belongs in the response.
-    fn note(&mut self, name: &[u8], value: &[u8], status: StatusCode) -> Result<bool, WireError> {
-        let kind = classify(name);
+    /// Records a header of this `kind` with `value` (as httparse validated it); returns
+    /// whether the header belongs in the response.
+    fn note(
+        &mut self,
+        kind: WireName,
+        value: &[u8],
+        status: StatusCode,
+    ) -> Result<bool, WireError> {
         if kind == WireName::Connection {
-            self.close |= elements_of(value).any(|e| e.eq_ignore_ascii_case(b"close"));
+            self.close |= has_close(value);
             if elements_of(value).any(names_a_header) {
                 let listed = HeaderValue::from_bytes(value)
                     .map_err(|_| WireError::Header("connection".into()))?;
