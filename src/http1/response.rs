@@ -209,25 +209,17 @@ fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing,
     let framing = if no_body {
         Framing::None
     } else if head_request {
-        // The length the same GET would have, when known.
-        if declared_raw {
-            // Already among the relayed lines.
-        } else if let Some(value) = declared {
-            put_header(out, b"content-length: ", value.as_bytes());
-        } else if let Some(len) = length.filter(|&l| l > 0) {
-            put_header(
-                out,
-                b"content-length: ",
-                itoa::Buffer::new().format(len).as_bytes(),
-            );
+        // The length the same GET would have, when known (relayed lines carry their own).
+        if !declared_raw {
+            match (declared, length) {
+                (Some(value), _) => put_header(out, b"content-length: ", value.as_bytes()),
+                (None, Some(len)) if len > 0 => put_length(out, len),
+                _ => {}
+            }
         }
         Framing::None
     } else if let Some(len) = length {
-        put_header(
-            out,
-            b"content-length: ",
-            itoa::Buffer::new().format(len).as_bytes(),
-        );
+        put_length(out, len);
         if len == 0 {
             Framing::None
         } else {
@@ -258,6 +250,14 @@ fn put_hex(out: &mut Vec<u8>, mut n: usize) {
         }
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+fn put_length(out: &mut Vec<u8>, len: u64) {
+    put_header(
+        out,
+        b"content-length: ",
+        itoa::Buffer::new().format(len).as_bytes(),
+    );
 }
 
 fn put_header(out: &mut Vec<u8>, name_colon: &[u8], value: &[u8]) {

@@ -86,8 +86,7 @@ impl FileCache {
             .entries
             .insert(path.into(), (found.clone(), coarse_clock::now()))
         {
-            inner.bytes -= cached_bytes(&old) + path.len();
-            inner.open_files -= holds_file(&old);
+            inner.uncount(path, &old);
         }
         inner.bytes += size;
         inner.open_files += holds_file(found);
@@ -101,13 +100,18 @@ impl FileCache {
             return;
         };
         if let Some((old, _)) = inner.entries.remove(path) {
-            inner.bytes -= cached_bytes(&old) + path.len();
-            inner.open_files -= holds_file(&old);
+            inner.uncount(path, &old);
         }
     }
 }
 
 impl Inner {
+    /// Takes a replaced or removed entry out of the bounds' counts.
+    fn uncount(&mut self, path: &str, old: &Found) {
+        self.bytes -= cached_bytes(old) + path.len();
+        self.open_files -= holds_file(old);
+    }
+
     fn clear(&mut self, generation: u64) {
         self.entries.clear();
         self.bytes = 0;
