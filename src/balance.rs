@@ -8,21 +8,40 @@
 //! while it serves more than one more than the least busy worker hands the connection
 //! over to that worker (one channel send per connection, nothing per request).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-/// A connection accepted by one worker, to be served by another.
-pub struct Handoff {
-    pub stream: std::net::TcpStream,
+/// An accepted connection on its way to being served: its slot under `max_connections`
+/// and its count on the worker that is to serve it travel with it.
+pub struct Accepted<S> {
+    pub stream: S,
     pub peer: SocketAddr,
     pub permit: OwnedSemaphorePermit,
-    /// Counted on the receiving worker from the moment it is sent: counted only on
-    /// arrival, a burst of new connections would all be sent to the same worker before
-    /// it got to count the first of them.
+    /// Counted on the worker that is to serve it from the moment it is picked: counted
+    /// only on arrival, a burst of new connections would all be sent to the same worker
+    /// before it got to count the first of them.
     pub open: Open,
+}
+
+/// A connection accepted by one worker, to be served by another (the stream detached
+/// from the accepting worker's reactor).
+pub type Handoff = Accepted<std::net::TcpStream>;
+
+impl<S> Accepted<S> {
+    /// The same connection with its stream converted (detached from or registered with a
+    /// worker's reactor).
+    pub fn convert<T>(self, f: impl FnOnce(S) -> io::Result<T>) -> io::Result<Accepted<T>> {
+        Ok(Accepted {
+            stream: f(self.stream)?,
+            peer: self.peer,
+            permit: self.permit,
+            open: self.open,
+        })
+    }
 }
 
 pub struct Balance {

@@ -24,10 +24,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::balance::{Balance, Handoff, Open};
+use crate::balance::{Accepted, Balance, Handoff};
 use crate::body::{ClientBody, ResponseBody};
 use crate::deadlines;
 use crate::error::RequestError;
@@ -231,19 +231,18 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<WorkerCtx>) {
             }
         };
         let to = ctx.common.balance.pick(ctx.id);
-        let (stream, permit) = match to == ctx.id {
-            true => (stream, permit),
-            false => match hand_over(&ctx, to, stream, peer, permit) {
-                Some(back) => back,
-                None => continue,
-            },
-        };
-        let open = ctx.common.balance.open(ctx.id);
         let conn = Accepted {
             stream,
             peer,
             permit,
-            open,
+            open: ctx.common.balance.open(to),
+        };
+        let conn = match to == ctx.id {
+            true => conn,
+            false => match hand_over(&ctx, to, conn) {
+                Some(back) => back,
+                None => continue,
+            },
         };
         spawn_connection(&mut connections, &ctx, conn);
     }
@@ -252,35 +251,19 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<WorkerCtx>) {
 }
 
 /// Sends a connection to worker `to`: `None` once that worker has it, the connection
-/// back when it could not be sent.
-fn hand_over(
-    ctx: &WorkerCtx,
-    to: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) -> Option<(TcpStream, OwnedSemaphorePermit)> {
-    let stream = match stream.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("cannot hand a connection over: {e}");
-            return None;
-        }
-    };
-    let handoff = Handoff {
-        stream,
-        peer,
-        permit,
-        open: ctx.common.balance.open(to),
-    };
+/// back (counted here again) when it could not be sent.
+fn hand_over(ctx: &WorkerCtx, to: usize, conn: Accepted<TcpStream>) -> Option<Accepted<TcpStream>> {
+    let handoff = conn
+        .convert(TcpStream::into_std)
+        .map_err(|e| tracing::debug!("cannot hand a connection over: {e}"))
+        .ok()?;
     let back = ctx.common.balance.send(to, handoff).err()?;
-    match TcpStream::from_std(back.stream) {
-        Ok(stream) => Some((stream, back.permit)),
-        Err(e) => {
-            tracing::debug!("cannot take a connection back: {e}");
-            None
-        }
-    }
+    let mut back = back
+        .convert(TcpStream::from_std)
+        .map_err(|e| tracing::debug!("cannot take a connection back: {e}"))
+        .ok()?;
+    back.open = ctx.common.balance.open(ctx.id);
+    Some(back)
 }
 
 /// Serves the connections other workers hand over.
@@ -294,31 +277,19 @@ async fn receive_handoffs(mut inbox: mpsc::UnboundedReceiver<Handoff>, ctx: Arc<
             _ = stopped(&mut stop) => break,
         };
         let Some(h) = handoff else { break };
-        match TcpStream::from_std(h.stream) {
-            Ok(stream) => {
-                let conn = Accepted {
-                    stream,
-                    peer: h.peer,
-                    permit: h.permit,
-                    open: h.open,
-                };
-                spawn_connection(&mut connections, &ctx, conn)
-            }
+        match h.convert(TcpStream::from_std) {
+            Ok(conn) => spawn_connection(&mut connections, &ctx, conn),
             Err(e) => tracing::debug!("cannot take over a connection: {e}"),
         }
     }
     while connections.join_next().await.is_some() {}
 }
 
-/// A connection to serve on this worker.
-struct Accepted {
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    open: Open,
-}
-
-fn spawn_connection(connections: &mut JoinSet<()>, ctx: &Arc<WorkerCtx>, conn: Accepted) {
+fn spawn_connection(
+    connections: &mut JoinSet<()>,
+    ctx: &Arc<WorkerCtx>,
+    conn: Accepted<TcpStream>,
+) {
     let Accepted {
         stream,
         peer,
