@@ -4,6 +4,8 @@
 //! lines riding along. And the request body as the handler sees it.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -98,12 +100,92 @@ impl HttpBody for Body {
     }
 }
 
-/// A request's body as the handler sees it: none, for the requests `http1` serves itself
-/// (it hands any request with a body to hyper), or hyper's streaming body.
+/// A request's body as the handler sees it: none, for the requests `http1` serves itself,
+/// or hyper's streaming body. On a connection that goes back to `http1` after this request
+/// the body must be read to its end first (`BodyEnd`): only then does the next byte start
+/// the next request.
 #[derive(Debug)]
 pub enum ClientBody {
     Empty,
-    Hyper(hyper::body::Incoming),
+    Hyper {
+        /// Taken only by `drop`.
+        body: Option<hyper::body::Incoming>,
+        end: Option<Arc<BodyEnd>>,
+    },
+}
+
+/// Whether a request body was read to its end, by the handler or, after the handler
+/// dropped it, by a bounded discard (as nginx discards an unread body to keep the
+/// connection).
+#[derive(Debug, Default)]
+pub struct BodyEnd {
+    ended: AtomicBool,
+    discarding: AtomicBool,
+    discarded: tokio::sync::Notify,
+}
+
+/// The most of an unread request body discarded to keep its connection.
+const DISCARD_LIMIT: usize = 64 * 1024;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl BodyEnd {
+    /// Whether the body ended, waiting for a discard in progress to finish.
+    pub async fn ended(&self) -> bool {
+        let discarded = self.discarded.notified();
+        if !self.ended.load(Ordering::Acquire) && self.discarding.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(DISCARD_TIME, discarded).await;
+        }
+        self.ended.load(Ordering::Acquire)
+    }
+
+    fn mark(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Reads and drops what is left of `body`, up to `DISCARD_LIMIT` and `DISCARD_TIME`.
+    fn discard(self: Arc<Self>, mut body: hyper::body::Incoming) {
+        self.discarding.store(true, Ordering::Release);
+        tokio::spawn(async move {
+            let mut left = DISCARD_LIMIT;
+            let read = async {
+                while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                    let len = frame.ok()?.data_ref().map_or(0, Bytes::len);
+                    left = left.checked_sub(len)?;
+                }
+                Some(())
+            };
+            if let Ok(Some(())) = tokio::time::timeout(DISCARD_TIME, read).await {
+                self.mark();
+            }
+            self.discarded.notify_waiters();
+        });
+    }
+}
+
+impl ClientBody {
+    pub fn hyper(body: hyper::body::Incoming, end: Option<Arc<BodyEnd>>) -> Self {
+        let body = ClientBody::Hyper {
+            body: Some(body),
+            end,
+        };
+        body.is_end_stream();
+        body
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let ClientBody::Hyper {
+            body,
+            end: Some(end),
+        } = self
+        {
+            match body.take() {
+                Some(body) if !body.is_end_stream() => Arc::clone(end).discard(body),
+                _ => end.mark(),
+            }
+        }
+    }
 }
 
 impl HttpBody for ClientBody {
@@ -115,22 +197,40 @@ impl HttpBody for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            ClientBody::Empty => Poll::Ready(None),
-            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::Empty | ClientBody::Hyper { body: None, .. } => Poll::Ready(None),
+            ClientBody::Hyper {
+                body: Some(body),
+                end,
+            } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let (Poll::Ready(None), Some(end)) = (&polled, end) {
+                    end.mark();
+                }
+                polled
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Empty => true,
-            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Empty | ClientBody::Hyper { body: None, .. } => true,
+            ClientBody::Hyper {
+                body: Some(body),
+                end,
+            } => {
+                let ended = body.is_end_stream();
+                if let (true, Some(end)) = (ended, end) {
+                    end.mark();
+                }
+                ended
+            }
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Empty => SizeHint::with_exact(0),
-            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Empty | ClientBody::Hyper { body: None, .. } => SizeHint::with_exact(0),
+            ClientBody::Hyper { body: Some(b), .. } => b.size_hint(),
         }
     }
 }
@@ -143,7 +243,13 @@ pub struct ResponseBody {
     guard: Option<RequestGuard>,
     completion: Option<Completion>,
     bytes: u64,
+    /// The body broke off: reported on the poll after the one that found it, so that
+    /// hyper, which drops its unwritten output on a body error, first writes what came
+    /// (SPEC: a cut response reaches the client as far as it came).
+    broken: Option<BoxError>,
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ResponseBody {
     pub fn new(body: Body, guard: RequestGuard, completion: Completion) -> Self {
@@ -152,6 +258,7 @@ impl ResponseBody {
             guard: Some(guard),
             completion: Some(completion),
             bytes: 0,
+            broken: None,
         }
     }
 
@@ -182,7 +289,16 @@ impl HttpBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if let Some(e) = this.broken.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = polled {
+            this.finish();
+            this.broken = Some(e);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);

@@ -12,6 +12,8 @@ use crate::body::Body;
 pub enum RequestError {
     #[error("malformed request path")]
     BadPath,
+    #[error("missing, repeated or invalid Host")]
+    BadHost,
     #[error("request has both Content-Length and Transfer-Encoding")]
     AmbiguousFraming,
     #[error("bad request body: {0}")]
@@ -20,6 +22,8 @@ pub enum RequestError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("CONNECT and TRACE are not proxied")]
+    MethodNotProxied,
     #[error("request body larger than max_request_body")]
     BodyTooLarge,
     #[error("upstream {upstream} unreachable: {cause}")]
@@ -36,11 +40,14 @@ pub enum RequestError {
 impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
-            RequestError::BadPath | RequestError::AmbiguousFraming | RequestError::BadBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            RequestError::BadPath
+            | RequestError::BadHost
+            | RequestError::AmbiguousFraming
+            | RequestError::BadBody(_) => StatusCode::BAD_REQUEST,
             RequestError::NotFound => StatusCode::NOT_FOUND,
-            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::MethodNotAllowed | RequestError::MethodNotProxied => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             RequestError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -50,11 +57,14 @@ impl RequestError {
 
     fn body(&self) -> &'static str {
         match self {
-            RequestError::BadPath | RequestError::AmbiguousFraming | RequestError::BadBody(_) => {
-                "400 bad request\n"
-            }
+            RequestError::BadPath
+            | RequestError::BadHost
+            | RequestError::AmbiguousFraming
+            | RequestError::BadBody(_) => "400 bad request\n",
             RequestError::NotFound => "404 not found\n",
-            RequestError::MethodNotAllowed => "405 method not allowed\n",
+            RequestError::MethodNotAllowed | RequestError::MethodNotProxied => {
+                "405 method not allowed\n"
+            }
             RequestError::BodyTooLarge => "413 request body too large\n",
             RequestError::UpstreamUnreachable { .. } => "502 bad gateway\n",
             RequestError::UpstreamTimeout { .. } => "504 gateway timeout\n",
@@ -78,8 +88,15 @@ impl RequestError {
             RequestError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
+            RequestError::MethodNotProxied => {
+                let proxied = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+                headers.insert(header::ALLOW, HeaderValue::from_static(proxied));
+                // A CONNECT client may already be sending tunnel bytes.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             // The rest of this connection's bytes cannot be trusted to be framed right.
             RequestError::AmbiguousFraming
+            | RequestError::BadHost
             | RequestError::BodyTooLarge
             | RequestError::BadBody(_) => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -13,6 +13,7 @@ use crate::health;
 use crate::metrics::RouteKind;
 use crate::observe::Served;
 use crate::proxy::{self, ConnPermit, Peer};
+use crate::request_checks;
 use crate::router::{self, Decision};
 use crate::snapshot::{Shared, Snapshot};
 use crate::static_files::{self, Outcome};
@@ -50,13 +51,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub async fn handle<'a>(req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
+pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
     let snap = ctx.snap;
-    if has_dot_segment(req.uri().path()) {
-        // `/api/../internal` would match the `/api/` route and then be normalised by the
-        // app into a path no route meant to expose; nginx normalises before matching.
-        // Nothing legitimate sends dot segments (clients resolve them), so refuse them.
-        return (Err(RequestError::NotFound), Served::by(RouteKind::Endpoint));
+    if let Err(refused) = request_checks::check(&mut req) {
+        return (Err(refused), Served::by(RouteKind::Endpoint));
     }
     match router::decide(&snap.config, &req) {
         Decision::Health => (Ok(health::health(snap)), Served::by(RouteKind::Endpoint)),
@@ -118,51 +116,4 @@ pub async fn handle<'a>(req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
 fn is_page_request<B>(req: &Request<B>) -> bool {
     let last = req.uri().path().rsplit('/').next().unwrap_or("");
     matches!(*req.method(), Method::GET | Method::HEAD) && !last.contains('.')
-}
-
-/// A `.` or `..` path segment, literal or percent-encoded. Allocation-free: it runs on
-/// every request.
-fn has_dot_segment(path: &str) -> bool {
-    path.as_bytes().split(|&b| b == b'/').any(is_dot_segment)
-}
-
-fn is_dot_segment(mut seg: &[u8]) -> bool {
-    let mut dots = 0;
-    while !seg.is_empty() {
-        if let Some(rest) = seg.strip_prefix(b".") {
-            seg = rest;
-        } else if seg.len() >= 3 && seg[..3].eq_ignore_ascii_case(b"%2e") {
-            seg = &seg[3..];
-        } else {
-            return false;
-        }
-        dots += 1;
-        if dots > 2 {
-            return false;
-        }
-    }
-    dots > 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_segments() {
-        for p in ["/a/../b", "/a/./b", "/..", "/x/%2e%2E", "/%2e/a", "/.%2e/a"] {
-            assert!(has_dot_segment(p), "{p}");
-        }
-        for p in [
-            "/",
-            "/a.b/c",
-            "/...",
-            "/.well-known/x",
-            "/a/%2e%2e%2e",
-            "/small.bin",
-            "/%2f",
-        ] {
-            assert!(!has_dot_segment(p), "{p}");
-        }
-    }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod observe;
 pub mod proxy;
 pub mod reload;
+pub mod request_checks;
 pub mod router;
 pub mod server;
 pub mod short_read;

@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::coarse_clock;
 use crate::framing::HeadScan;
+use crate::http1::{chunked, MessageLength};
 use crate::short_read;
 
 const NOT_READING: u64 = u64::MAX;
@@ -88,6 +89,11 @@ impl ConnClock {
         self.idle_since.store(self.now(), Ordering::Relaxed);
     }
 
+    /// The request now starting is framed in a way no check vouched for: refuse it.
+    pub fn mark_framing_conflict(&self) {
+        self.framing_conflict.store(true, Ordering::Relaxed);
+    }
+
     /// Whether the request now starting had conflicting framing headers (and forget it).
     pub fn take_framing_conflict(&self) -> bool {
         self.framing_conflict.swap(false, Ordering::Relaxed)
@@ -98,6 +104,11 @@ impl ConnClock {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.header_since.store(NOT_READING, Ordering::Relaxed);
         RequestGuard(Arc::clone(self))
+    }
+
+    /// Whether a request is in progress (its response not yet finished).
+    pub fn in_progress(&self) -> bool {
+        self.active.load(Ordering::Relaxed) > 0
     }
 
     /// Which clock ran out, if any.
@@ -144,6 +155,8 @@ pub struct ClockedIo {
     put_back: Bytes,
     clock: Arc<ConnClock>,
     head: HeadScan,
+    /// What hyper may still read of the one request it was given (`limit_to`).
+    limit: Option<Limit>,
     /// Heads are scanned only once hyper reads the connection: `http1` hands every head
     /// with Transfer-Encoding to hyper, so the requests it serves itself need no scan.
     scan_heads: bool,
@@ -160,6 +173,7 @@ impl ClockedIo {
             put_back: Bytes::new(),
             clock,
             head: HeadScan::default(),
+            limit: None,
             scan_heads: false,
             seen_bytes: false,
         }
@@ -186,19 +200,100 @@ impl ClockedIo {
     }
 }
 
+/// The rest of one request, as far as reads may go.
+enum Limit {
+    Bytes(u64),
+    Chunked { head: u64, body: chunked::BodyEnd },
+}
+
+impl Limit {
+    fn is_spent(&self) -> bool {
+        match self {
+            Limit::Bytes(left) => *left == 0,
+            Limit::Chunked { head, body } => *head == 0 && body.is_done(),
+        }
+    }
+
+    /// How many of `bytes` still belong to the request.
+    fn take(&mut self, bytes: &[u8]) -> usize {
+        match self {
+            Limit::Bytes(left) => {
+                let take = (*left).min(bytes.len() as u64);
+                *left -= take;
+                take as usize
+            }
+            Limit::Chunked { head, body } => {
+                let in_head = (*head).min(bytes.len() as u64);
+                *head -= in_head;
+                let in_head = in_head as usize;
+                in_head + body.feed(&bytes[in_head..])
+            }
+        }
+    }
+}
+
+impl ClockedIo {
+    /// Reads end with the request that starts at the next byte (`length` long): hyper,
+    /// given one request, must see no byte of the next.
+    pub fn limit_to(&mut self, length: MessageLength) {
+        self.limit = Some(match length {
+            MessageLength::Bytes(n) => Limit::Bytes(n),
+            MessageLength::Chunked { head } => Limit::Chunked {
+                head,
+                body: chunked::BodyEnd::default(),
+            },
+        });
+    }
+
+    /// `http1` reads the connection again (after one request hyper served): it reads every
+    /// head itself, so none needs the scan; bytes held back from hyper begin a request.
+    pub fn read_by_http1(&mut self) {
+        self.scan_heads = false;
+        self.limit = None;
+        if !self.put_back.is_empty() {
+            self.clock.on_read();
+        }
+    }
+
+    /// Keeps only the bytes of `buf` past `before` that belong to the limited request;
+    /// the rest goes back in front of the put-back bytes. Whether any were kept.
+    fn hold_back(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> bool {
+        let Some(limit) = self.limit.as_mut() else {
+            return true;
+        };
+        let fresh = &buf.filled()[before..];
+        let keep = limit.take(fresh);
+        if keep < fresh.len() {
+            let mut back = bytes::BytesMut::with_capacity(fresh.len() - keep + self.put_back.len());
+            back.extend_from_slice(&fresh[keep..]);
+            back.extend_from_slice(&self.put_back);
+            self.put_back = back.freeze();
+            buf.set_filled(before + keep);
+        }
+        keep > 0
+    }
+}
+
 impl AsyncRead for ClockedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
         if !self.put_back.is_empty() {
             let n = buf.remaining().min(self.put_back.len());
             buf.put_slice(&self.put_back[..n]);
             self.put_back.advance(n);
-            return Poll::Ready(Ok(()));
+            return match self.hold_back(buf, before) {
+                true => Poll::Ready(Ok(())),
+                // The request hyper was given has ended: nothing more for it to read.
+                false => Poll::Pending,
+            };
         }
-        let before = buf.filled().len();
+        if self.limit.as_ref().is_some_and(Limit::is_spent) {
+            return Poll::Pending;
+        }
         let this = &mut *self;
         // SAFETY: recv only writes initialised bytes into the unfilled part, and exactly
         // the bytes it reports are marked filled.
@@ -215,6 +310,10 @@ impl AsyncRead for ClockedIo {
                 this.scan_heads = false;
             }
             this.seen_bytes = true;
+            if !this.hold_back(buf, before) {
+                return Poll::Pending;
+            }
+            let fresh = &buf.filled()[before..];
             if this.clock.on_read() {
                 this.head.start();
             }

@@ -9,11 +9,13 @@
 //! httparse (as hyper does) into the same `http::Request`, and the response is written
 //! with the framing hyper would choose (`response`).
 //!
-//! Anything else (a request with a body, `Expect`, an upgrade, HTTP/1.0, h2c, an
-//! absolute-form target, a head httparse refuses or that is too large) hands the
-//! connection, with every byte read so far put back, to hyper for the rest of its life,
-//! so each unusual case keeps hyper's behaviour and its answers (400, 431, 100-continue).
+//! Anything else hands the connection, with every byte read so far put back, to hyper,
+//! so each unusual case keeps hyper's behaviour and its answers (400, 431, 100-continue):
+//! for one request when it is HTTP/1.1 with a body, `Expect` or an absolute-form target
+//! (the connection then comes back here), for the rest of its life when it is h2c, a
+//! WebSocket upgrade, HTTP/1.0 or a head hyper will refuse (`request::Hyper`).
 
+pub mod chunked;
 pub mod request;
 mod response;
 
@@ -29,6 +31,7 @@ use crate::body::{ClientBody, ResponseBody};
 use crate::timeouts::ClockedIo;
 pub use request::head_end;
 use request::Parsed;
+pub use request::{Hyper, MessageLength};
 
 /// How much is read at a time (hyper's initial read buffer is the same).
 const READ_SIZE: usize = 8 * 1024;
@@ -39,8 +42,9 @@ const KEEP_OUT: usize = 16 * 1024;
 pub enum Ended {
     /// Closed, by the client or after a response that ended the connection.
     Closed,
-    /// hyper serves the rest, starting with these bytes (read, not consumed).
-    HandOff(Bytes),
+    /// hyper serves the next request (`Hyper::OneRequest`) or the rest, starting with
+    /// these bytes (read, not consumed).
+    HandOff { read: Bytes, to: Hyper },
 }
 
 /// What the connection's controller (shutdown, idle timeout) needs to know and say.
@@ -65,19 +69,27 @@ impl State {
     }
 }
 
-/// Serves plain requests on `io` with `respond` until the connection ends or a request
-/// needs hyper.
-pub async fn serve<F, Fut>(io: &mut ClockedIo, state: &State, mut respond: F) -> io::Result<Ended>
+/// Serves plain requests on `io` with `respond`, starting with the bytes already read
+/// (`read`, from hyper), until the connection ends or a request needs hyper.
+pub async fn serve<F, Fut>(
+    io: &mut ClockedIo,
+    state: &State,
+    read: Bytes,
+    mut respond: F,
+) -> io::Result<Ended>
 where
     F: FnMut(Request<ClientBody>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>>,
 {
-    let mut input = BytesMut::new();
+    let mut input = BytesMut::from(read);
     let mut out = Vec::new();
     loop {
         let (req, close) = match read_head(io, &mut input).await? {
             Some(Parsed::Plain { req, close }) => (req, close),
-            Some(Parsed::HandOff(head)) => return Ok(Ended::HandOff(join(head, input))),
+            Some(Parsed::HandOff { head, to }) => {
+                let read = join(head, input);
+                return Ok(Ended::HandOff { read, to });
+            }
             Some(Parsed::Partial) | None => return Ok(Ended::Closed),
         };
         state.busy.store(true, Ordering::Relaxed);

@@ -26,7 +26,29 @@ pub enum Parsed {
         close: bool,
     },
     /// Anything else: the head, consumed from the buffer, to be handed over with the rest.
-    HandOff(Bytes),
+    HandOff { head: Bytes, to: Hyper },
+}
+
+/// How much of a connection hyper takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hyper {
+    /// One HTTP/1.1 request (a body, `Expect`, an absolute-form target), of `len` bytes
+    /// or ending where its chunked body ends: hyper is given no byte beyond it, and the
+    /// connection comes back, so every later head is read, scanned and timed here (a
+    /// head pipelined behind a body is no exception).
+    OneRequest(MessageLength),
+    /// The rest of the connection: h2c, a WebSocket upgrade, HTTP/1.0, and heads hyper
+    /// will refuse (it closes after its 400 or 431).
+    Rest,
+}
+
+/// How long a request handed to hyper for itself is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageLength {
+    /// The head and a body of known length, in bytes.
+    Bytes(u64),
+    /// The head (in bytes), then a chunked body.
+    Chunked { head: u64 },
 }
 
 /// Parses the head at the start of `buf`. `scanned` remembers how far earlier calls
@@ -41,8 +63,8 @@ pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> Parsed {
     *scanned = buf.len().saturating_sub(2);
     let end = match found {
         Some(end) if end <= MAX_HEAD => end,
-        Some(_) => return Parsed::HandOff(Bytes::new()),
-        None if buf.len() >= MAX_HEAD => return Parsed::HandOff(Bytes::new()),
+        Some(_) => return too_large(),
+        None if buf.len() >= MAX_HEAD => return too_large(),
         None => return Parsed::Partial,
     };
     *scanned = 0;
@@ -50,51 +72,124 @@ pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> Parsed {
     // copy, as in hyper).
     let head = buf.split_to(end).freeze();
     match plain(&head) {
-        Some((req, close)) => Parsed::Plain { req, close },
-        None => Parsed::HandOff(head),
+        Ok((req, close)) => Parsed::Plain { req, close },
+        Err(to) => Parsed::HandOff { head, to },
     }
 }
 
-fn plain(head: &Bytes) -> Option<(Request<ClientBody>, bool)> {
+/// Too large to be a head: hyper answers 431.
+fn too_large() -> Parsed {
+    Parsed::HandOff {
+        head: Bytes::new(),
+        to: Hyper::Rest,
+    }
+}
+
+fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     match parsed.parse_with_uninit_headers(head, &mut slots) {
         Ok(httparse::Status::Complete(len)) if len == head.len() => {}
-        _ => return None,
+        _ => return Err(Hyper::Rest),
     }
-    let path = parsed.path?;
-    if parsed.version != Some(1) || !path.starts_with('/') {
-        return None;
+    let (Some(path), Some(method), Some(1)) = (parsed.path, parsed.method, parsed.version) else {
+        return Err(Hyper::Rest);
+    };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Hyper::Rest)?;
+    if !path.starts_with('/') {
+        // Absolute-form (or `*`, or CONNECT's authority): hyper reads it, the request
+        // checks judge it. Its body, if any, is hyper's to find the end of.
+        return Err(Hyper::Rest);
     }
-    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
-    let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes())).ok()?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes())).map_err(|_| Hyper::Rest)?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     let mut close = false;
+    let mut body = Body::default();
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value)).ok()?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Hyper::Rest)?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice_ref(h.value)).map_err(|_| Hyper::Rest)?;
         match name {
-            header::CONTENT_LENGTH if h.value != b"0" => return None,
-            header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => return None,
+            // A WebSocket upgrade makes the connection a tunnel; other upgrade tokens are
+            // dropped by the proxy, so the request is an ordinary one.
+            header::UPGRADE if has_token(h.value, b"websocket") => return Err(Hyper::Rest),
+            header::CONTENT_LENGTH => body.length(h.value)?,
+            header::TRANSFER_ENCODING => body.coding(h.value),
+            header::EXPECT | header::UPGRADE => body.hand_over = true,
             header::CONNECTION => close |= has_close(h.value),
             _ => {}
         }
         headers.append(name, value);
+    }
+    if let Some(length) = body.message_length(head.len() as u64)? {
+        return Err(Hyper::OneRequest(length));
     }
     let mut req = Request::new(ClientBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    Some((req, close))
+    Ok((req, close))
+}
+
+/// What a head says about its body, as far as the choice of server goes.
+#[derive(Default)]
+struct Body {
+    length: Option<u64>,
+    /// Present: whether the last coding is chunked.
+    chunked: Option<bool>,
+    /// Something else hyper must see (`Expect`, an `Upgrade` token the proxy drops).
+    hand_over: bool,
+}
+
+impl Body {
+    /// A `Content-Length`: digits only, the same value each time, or hyper's 400.
+    fn length(&mut self, value: &[u8]) -> Result<(), Hyper> {
+        let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+        let len = std::str::from_utf8(value).ok().filter(|_| digits);
+        let len: u64 = len.and_then(|v| v.parse().ok()).ok_or(Hyper::Rest)?;
+        match self.length.replace(len) {
+            Some(earlier) if earlier != len => Err(Hyper::Rest),
+            _ => Ok(()),
+        }
+    }
+
+    fn coding(&mut self, value: &[u8]) {
+        let last = value
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .next_back();
+        self.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+    }
+
+    /// `None`: no body and nothing else for hyper. Both framings at once, or a coding
+    /// hyper refuses, go to hyper for good (its 400, or the smuggling scan's, ends the
+    /// connection).
+    fn message_length(&self, head: u64) -> Result<Option<MessageLength>, Hyper> {
+        match (self.chunked, self.length) {
+            (Some(_), Some(_)) | (Some(false), None) => Err(Hyper::Rest),
+            (Some(true), None) => Ok(Some(MessageLength::Chunked { head })),
+            (None, Some(len)) if len > 0 || self.hand_over => {
+                let total = head.checked_add(len).ok_or(Hyper::Rest)?;
+                Ok(Some(MessageLength::Bytes(total)))
+            }
+            (None, _) if self.hand_over => Ok(Some(MessageLength::Bytes(head))),
+            (None, _) => Ok(None),
+        }
+    }
 }
 
 /// Whether a `Connection` value has the `close` option (requests, responses written here,
 /// and upstream responses alike).
 pub fn has_close(value: &[u8]) -> bool {
+    has_token(value, b"close")
+}
+
+/// Whether the comma-separated list `value` has `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|e| e.trim_ascii().eq_ignore_ascii_case(b"close"))
+        .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Where the head ends: just past the first empty line (CRLF or, as httparse also
@@ -148,25 +243,57 @@ mod tests {
 
     #[test]
     fn everything_else_is_handed_over_whole() {
-        for raw in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            b"PUT / HTTP/1.1\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n",
-            b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-            b"GET / HTTP/1.0\r\n\r\n",
-            b"GET http://x/ HTTP/1.1\r\n\r\n",
-            b"OPTIONS * HTTP/1.1\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n",
+        use MessageLength::{Bytes as Len, Chunked};
+        let one = |len| Hyper::OneRequest(len);
+        for (raw, to) in [
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
+                one(Len(43)),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n0\r\n\r\n",
+                one(Chunked { head: 53 }),
+            ),
+            (
+                b"PUT / HTTP/1.1\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n",
+                one(Len(59)),
+            ),
+            (
+                b"GET /h2c HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+                one(Len(56)),
+            ),
+            (
+                b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+                Hyper::Rest,
+            ),
+            (b"GET / HTTP/1.0\r\n\r\n", Hyper::Rest),
+            (b"GET http://x/ HTTP/1.1\r\n\r\n", Hyper::Rest),
+            (b"OPTIONS * HTTP/1.1\r\n\r\n", Hyper::Rest),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Hyper::Rest),
+            (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", Hyper::Rest),
+            (b"GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", Hyper::Rest),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Hyper::Rest,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Hyper::Rest,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Hyper::Rest,
+            ),
         ] {
             let (parsed, left) = parse_all(raw);
-            let Parsed::HandOff(head) = parsed else {
+            let Parsed::HandOff { head, to: got } = parsed else {
                 panic!("{parsed:?} for {:?}", String::from_utf8_lossy(raw))
             };
             assert_eq!(head.len() + left, raw.len());
             assert_eq!(&head[..], &raw[..head.len()]);
+            assert_eq!(got, to, "{:?}", String::from_utf8_lossy(raw));
         }
+        assert!(is_plain(b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"));
     }
 
     #[test]
@@ -192,7 +319,10 @@ mod tests {
         ));
         let mut big = BytesMut::from(&b"GET / HTTP/1.1\r\nX: "[..]);
         big.extend_from_slice(&vec![b'a'; MAX_HEAD]);
-        assert!(matches!(parse(&mut big, &mut 0), Parsed::HandOff(h) if h.is_empty()));
+        assert!(matches!(
+            parse(&mut big, &mut 0),
+            Parsed::HandOff { head, to: Hyper::Rest } if head.is_empty()
+        ));
         assert_eq!(big.len(), MAX_HEAD + 19);
     }
 }

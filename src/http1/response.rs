@@ -14,6 +14,7 @@ use http::{Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::chunked;
 use super::request::has_close;
 use super::RawHeaders;
 use crate::body::ResponseBody;
@@ -71,7 +72,12 @@ pub async fn write<S: AsyncWrite + Unpin>(
                 continue;
             }
             Some(None) => break,
-            Some(Some(Err(e))) => return Err(io::Error::other(e)),
+            Some(Some(Err(e))) => {
+                // The body broke off (an upstream that closed early): what came is sent,
+                // then the connection ends, so the client sees the response cut short.
+                io.write_all(out).await?;
+                return Err(io::Error::other(e));
+            }
             Some(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => data,
                 // Trailers are dropped, as hyper does for clients that did not ask for
@@ -112,7 +118,7 @@ async fn put_data<S: AsyncWrite + Unpin>(
     chunked: bool,
 ) -> io::Result<()> {
     if chunked {
-        put_hex(out, data.len());
+        chunked::put_size(out, data.len());
         out.extend_from_slice(b"\r\n");
     }
     if data.len() <= COPY_LIMIT {
@@ -236,20 +242,6 @@ fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing,
     }
     out.extend_from_slice(b"\r\n");
     (framing, close)
-}
-
-fn put_hex(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 fn put_length(out: &mut Vec<u8>, len: u64) {
@@ -420,14 +412,5 @@ mod tests {
         assert!(encode_head(&mut out, &head, false).0 == Framing::None);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("ength").count(), 1, "{text}");
-    }
-
-    #[test]
-    fn hex_chunk_sizes() {
-        for n in [0usize, 9, 10, 255, 4096, 0x1234_5678] {
-            let mut out = Vec::new();
-            put_hex(&mut out, n);
-            assert_eq!(String::from_utf8(out).unwrap(), format!("{n:x}"));
-        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
 use super::wire::{self, Parsed, ResponseHead};
+use crate::http1::chunked;
 use crate::short_read;
 
 /// Read buffer growth for response heads; a small response arrives whole in one read.
@@ -181,11 +182,12 @@ impl Upload {
         if !self.chunked || data.is_empty() {
             return data;
         }
-        let mut out = BytesMut::with_capacity(data.len() + 12);
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        let mut out = Vec::with_capacity(data.len() + 20);
+        chunked::put_size(&mut out, data.len());
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&data);
         out.extend_from_slice(b"\r\n");
-        out.freeze()
+        Bytes::from(out)
     }
 }
 

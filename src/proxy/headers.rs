@@ -52,6 +52,9 @@ pub fn classify(name: &[u8]) -> WireName {
         7 if is(b"trailer") => WireName::OtherHopByHop,
         2 if is(b"te") => WireName::OtherHopByHop,
         16 if is(b"proxy-connection") => WireName::OtherHopByHop,
+        // RFC 9113 3.2.1 (RFC 7540): it only means something beside `Upgrade: h2c`, which
+        // is never passed on.
+        14 if is(b"http2-settings") => WireName::OtherHopByHop,
         _ => WireName::EndToEnd,
     }
 }
@@ -176,6 +179,9 @@ impl Forwarding {
         if is_hop_by_hop(name) || *name == X_FORWARDED_FOR || *name == X_REAL_IP {
             return false;
         }
+        if reads_as_forwarding(name.as_str()) {
+            return false;
+        }
         // An untrusted client must not be able to speak for the load balancer in any syntax.
         self.peer_trusted
             || !(*name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST || *name == FORWARDED)
@@ -202,6 +208,42 @@ impl Forwarding {
             .iter()
             .filter(|(name, _)| self.passes(name))
             .chain(self.headers())
+    }
+}
+
+/// Whether an underscore name reads as a forwarding header once `_` is taken for `-`, as
+/// CGI and WSGI servers do (`X_Forwarded_For` and `X-Forwarded-For` both become
+/// `HTTP_X_FORWARDED_FOR`, and the client's spelling may come first). nginx drops every
+/// underscore name by default; dropping only these keeps apps that use other underscore
+/// headers working.
+fn reads_as_forwarding(name: &str) -> bool {
+    if !name.contains('_') {
+        return false;
+    }
+    let dashed = |a: u8, b: u8| a == b || (a == b'_' && b == b'-');
+    let is = |known: &str| {
+        name.len() == known.len() && name.bytes().zip(known.bytes()).all(|(a, b)| dashed(a, b))
+    };
+    let starts = |known: &str| {
+        name.len() >= known.len() && name.bytes().zip(known.bytes()).all(|(a, b)| dashed(a, b))
+    };
+    is("x-real-ip") || starts("x-forwarded-")
+}
+
+/// RFC 9113 8.2.3: an HTTP/2 client may split `cookie` into several fields; an HTTP/1.1
+/// upstream expects one, joined with `; `.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -359,6 +401,36 @@ mod tests {
     }
 
     #[test]
+    fn underscore_spellings_of_forwarding_headers_are_dropped() {
+        for name in [
+            "x_forwarded_for",
+            "x_real_ip",
+            "x-forwarded_proto",
+            "x_forwarded_anything",
+        ] {
+            assert!(reads_as_forwarding(name), "{name}");
+        }
+        for name in [
+            "x-forwarded-for",
+            "x_app_token",
+            "x_real_ipx",
+            "x_forwarded",
+        ] {
+            assert!(!reads_as_forwarding(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
+    }
+
+    #[test]
     fn classify_knows_exactly_the_fixed_hop_by_hop_names() {
         let fixed = [
             "connection",
@@ -368,6 +440,7 @@ mod tests {
             "trailer",
             "transfer-encoding",
             "upgrade",
+            "http2-settings",
         ];
         for name in fixed {
             let upper = name.to_ascii_uppercase();

@@ -83,8 +83,27 @@ pub async fn forward(
 ) -> Result<Response<Body>, RequestError> {
     let via = &via;
     let cfg = &via.snap.config;
-    if declared_length(&req).is_some_and(|len| len > cfg.server.max_request_body) {
+    let declared = declared_length(&req);
+    if declared.is_some_and(|len| len > cfg.server.max_request_body) {
         return Err(RequestError::BodyTooLarge);
+    }
+    if let Some(len) = declared {
+        // `005` is 5 to hyper but may be something else to the app: the length goes on
+        // as digits only one reading can give.
+        let mut digits = itoa::Buffer::new();
+        let canonical = digits.format(len).as_bytes();
+        if req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .map(|v| v.as_bytes())
+            != Some(canonical)
+        {
+            req.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+    if req.version() == http::Version::HTTP_2 {
+        headers::join_cookies(req.headers_mut());
     }
     let protocol = upgrade::requested(req.headers());
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));

@@ -15,10 +15,11 @@ use super::client::UpstreamClient;
 use super::exchange::{Conn, Upload};
 use super::wire::{Framing, WireError};
 use crate::body::Body as ResponseBody;
+use crate::http1::chunked::{self, DataEnd, SizeLine};
 
 /// Read buffer growth for bodies (each read is at most one frame).
 const BODY_CHUNK: usize = 64 * 1024;
-/// Longest chunk-size line or trailer section accepted.
+/// Longest trailer section accepted.
 const MAX_LINE: usize = 16 * 1024;
 
 pub struct UpstreamBody {
@@ -142,49 +143,48 @@ impl Body for UpstreamBody {
                     let data = conn.buf.split().freeze();
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(&conn.buf) {
-                    Ok(httparse::Status::Complete((used, 0))) => {
+                State::ChunkSize => match chunked::parse_size_line(&conn.buf) {
+                    SizeLine::Complete { used, size: 0 } => {
                         conn.buf.advance(used);
                         this.state = State::Trailers;
                     }
-                    Ok(httparse::Status::Complete((used, size))) => {
+                    SizeLine::Complete { used, size } => {
                         conn.buf.advance(used);
                         this.state = State::ChunkData(size);
                     }
-                    Ok(httparse::Status::Partial) if conn.buf.len() < MAX_LINE => {
+                    SizeLine::Partial => {
                         if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                             return Poll::Ready(Some(Err(truncated())));
                         }
                     }
-                    _ => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
+                    SizeLine::Invalid => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
                 },
-                State::ChunkEnd if conn.buf.len() >= 2 => {
-                    if &conn.buf[..2] != b"\r\n" {
-                        return Poll::Ready(Some(Err(WireError::Chunked.into())));
+                State::ChunkEnd if !conn.buf.is_empty() => match chunked::data_end(&conn.buf) {
+                    DataEnd::Complete(used) => {
+                        conn.buf.advance(used);
+                        this.state = State::ChunkSize;
                     }
-                    conn.buf.advance(2);
-                    this.state = State::ChunkSize;
-                }
-                State::Trailers if conn.buf.starts_with(b"\r\n") => {
-                    conn.buf.advance(2);
-                    this.state = State::Done;
-                }
-                State::Trailers if conn.buf.len() >= 2 => {
-                    match conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        Some(at) => {
-                            conn.buf.advance(at + 4);
-                            this.state = State::Done;
-                        }
-                        None if conn.buf.len() > MAX_LINE => {
-                            return Poll::Ready(Some(Err(WireError::Chunked.into())))
-                        }
-                        None => {
-                            if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
-                                return Poll::Ready(Some(Err(truncated())));
-                            }
+                    DataEnd::Partial => {
+                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
+                            return Poll::Ready(Some(Err(truncated())));
                         }
                     }
-                }
+                    DataEnd::Invalid => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
+                },
+                State::Trailers if !conn.buf.is_empty() => match chunked::trailers_end(&conn.buf) {
+                    Some(used) => {
+                        conn.buf.advance(used);
+                        this.state = State::Done;
+                    }
+                    None if conn.buf.len() > MAX_LINE => {
+                        return Poll::Ready(Some(Err(WireError::Chunked.into())))
+                    }
+                    None => {
+                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
+                            return Poll::Ready(Some(Err(truncated())));
+                        }
+                    }
+                },
                 State::UntilClose => {
                     if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
                         // The end of the stream is the end of this body; the connection

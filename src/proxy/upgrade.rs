@@ -17,11 +17,15 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::exchange::Conn;
 
-/// The `Upgrade` value of a request that asks for one (`Connection: upgrade` + `Upgrade`).
+/// `websocket` when the request asks for it (`Connection: upgrade` + `Upgrade` listing it).
+/// Only WebSocket is tunnelled: an `h2c` upgrade arrives without the upstream being able
+/// to use it (its `HTTP2-Settings` is hop-by-hop), and a tunnel of it would carry
+/// requests past the forwarding-header rewrite ("h2c smuggling"). Other tokens are
+/// dropped with the hop-by-hop headers, and the request goes on as plain HTTP/1.1.
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = super::headers::has_element(headers, &header::CONNECTION, "upgrade");
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    let websocket = super::headers::has_element(headers, &header::UPGRADE, "websocket");
+    (asks && websocket).then(|| HeaderValue::from_static("websocket"))
 }
 
 /// The two hop-by-hop headers an upgrade needs on the next hop (written with the request

@@ -153,13 +153,18 @@ pub fn parse_response(
             let mut raw = RawHeaders::with_capacity(head.len());
             for h in res.headers.iter() {
                 let kind = classify(h.name.as_bytes());
-                // The framing is the writer's to choose; only a HEAD response's length
-                // is relayed (it is the length the GET would have).
-                let relay = hop.note(kind, h.value, status)?
-                    && (head_request || kind != WireName::ContentLength);
-                if relay {
+                // The framing is the writer's to choose (a HEAD response's length is
+                // added below, once).
+                if hop.note(kind, h.value, status)? && kind != WireName::ContentLength {
                     raw.push(h.name.as_bytes(), h.value);
                 }
+            }
+            if let (true, Some(len)) = (head_request, hop.content_length) {
+                // The length the GET would have, however many times the upstream said it.
+                raw.push(
+                    b"content-length",
+                    itoa::Buffer::new().format(len).as_bytes(),
+                );
             }
             (HeaderMap::new(), Some(raw))
         }
@@ -188,13 +193,15 @@ fn mapped(
             .map_err(|_| WireError::Header(h.name.to_owned()))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| WireError::Header(name.to_string()))?;
-        if hop.note(classify(name.as_str().as_bytes()), h.value, status)? {
+        let kind = classify(name.as_str().as_bytes());
+        if hop.note(kind, h.value, status)? && kind != WireName::ContentLength {
             headers.append(name, value);
         }
     }
-    if hop.transfer_encoding.is_some() {
-        // RFC 9112 6.3: Transfer-Encoding overrides it, and the body is framed anew.
-        headers.remove(header::CONTENT_LENGTH);
+    // One length, however many times the upstream said it (hyper drops a connection whose
+    // response repeats it); none when Transfer-Encoding overrides it (RFC 9112 6.3).
+    if let (None, Some(len)) = (hop.transfer_encoding, hop.content_length) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     for value in &hop.listed {
         remove_listed(&mut headers, value);
