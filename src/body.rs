@@ -262,6 +262,17 @@ impl ResponseBody {
         }
     }
 
+    /// A response nothing reports (the differential fuzzer's).
+    pub fn unreported(body: Body, guard: RequestGuard) -> Self {
+        ResponseBody {
+            body,
+            guard: Some(guard),
+            completion: None,
+            bytes: 0,
+            broken: None,
+        }
+    }
+
     pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
         self.body.take_raw_headers()
     }

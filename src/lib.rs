@@ -12,6 +12,7 @@ pub mod balance;
 pub mod body;
 pub mod coarse_clock;
 pub mod config;
+pub mod connection;
 pub mod daemon;
 pub mod deadlines;
 pub mod error;

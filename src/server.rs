@@ -10,39 +10,31 @@
 //! waits for a permit when the host is full (the kernel backlog absorbs the burst), and
 //! shutdown knows every connection has finished when it can take all the permits back.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::balance::{Accepted, Balance, Handoff};
-use crate::body::{BodyEnd, ClientBody, ResponseBody};
+use crate::body::{ClientBody, ResponseBody};
+use crate::connection::{self, http_builder, stopped, Respond};
 use crate::deadlines;
 use crate::error::RequestError;
-use crate::gated::Gated;
 use crate::handler;
-use crate::http1;
 use crate::metrics::RouteKind;
 use crate::observe::{Completion, RequestFacts, Served};
 use crate::proxy::{ConnPermit, Peer};
 use crate::snapshot::Shared;
-use crate::timeouts::{self, ClockedIo, ConnClock, Expired};
+use crate::timeouts::ConnClock;
 use crate::worker::Worker;
 
 const BACKLOG: u32 = 4096;
@@ -311,273 +303,42 @@ fn spawn_connection(
         let _open = open;
         let metrics = &ctx.common.shared.metrics;
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-        serve_connection(stream, conn, &ctx.builder, ctx.common.stop.clone()).await;
+        let _ = stream.set_nodelay(true);
+        connection::serve(stream, conn, &ctx.builder, ctx.common.stop.clone()).await;
         metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
     });
 }
 
-/// HTTP/1.1 and h2c (an ALB may speak either to its targets). No hyper timer: the
-/// header and idle timeouts are `timeouts`'s. Request heads are limited to 64 KiB, beyond
-/// which hyper answers 431 (nginx's default limit is 32 KiB).
-fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
-    builder
-}
-
-const MAX_REQUEST_HEAD: usize = 64 * 1024;
-
-async fn serve_connection(
-    stream: TcpStream,
-    ctx: Arc<ConnContext>,
-    builder: &auto::Builder<TokioExecutor>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let clock = ConnClock::new();
-    let mut io = ClockedIo::new(stream, Arc::clone(&clock));
-    let mut read = Bytes::new();
-    loop {
-        let Some(ended) = serve_plain(&mut io, read, &ctx, &clock, &mut stop).await else {
-            return;
-        };
-        match ended {
-            Ok(http1::Ended::HandOff { read: rest, to }) => {
-                io.put_back(rest);
-                let http1::Hyper::OneRequest(length) = to else {
-                    return serve_with_hyper(io, ctx, clock, builder, stop).await;
-                };
-                match serve_one_with_hyper(io, length, &ctx, &clock, &mut stop).await {
-                    Some((back, rest)) => (io, read) = (back, rest),
-                    None => return,
-                }
-                io.read_by_http1();
-            }
-            Ok(http1::Ended::Closed) => return,
-            Err(e) => return tracing::debug!("connection ended with an error: {e}"),
-        }
-    }
-}
-
-/// `http1` serves the connection, starting with `read`, until it ends (`None`: ended by
-/// shutdown or a clock) or a request needs hyper.
-async fn serve_plain(
-    io: &mut ClockedIo,
-    read: Bytes,
-    ctx: &Arc<ConnContext>,
-    clock: &Arc<ConnClock>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<io::Result<http1::Ended>> {
-    let state = http1::State::default();
-    let conn = &**ctx;
-    let served = http1::serve(io, &state, read, move |req| respond(conn, clock, req));
-    tokio::pin!(served);
-    let control = Gated::new(control(stop, clock, &ctx.shared));
-    tokio::select! {
-        biased;
-        ended = served.as_mut() => Some(ended),
-        control = control => match control {
-            Control::Expired(Expired::Headers) => {
-                slow_headers();
-                None
-            }
-            Control::Stop | Control::Expired(Expired::Idle) if !state.is_busy() => None,
-            // Shutdown: the request in progress finishes (`shutdown_timeout` bounds it).
-            Control::Stop => {
-                state.close_after_this();
-                Some(served.await)
-            }
-            // Idle while busy: its response is done but still being written to a
-            // client that stopped reading. One more idle period, then it is cut.
-            Control::Expired(Expired::Idle) => {
-                state.close_after_this();
-                let idle = ctx.shared.load().config.server.idle_timeout;
-                tokio::select! {
-                    biased;
-                    ended = served.as_mut() => Some(ended),
-                    _ = tokio::time::sleep(idle) => None,
-                }
-            }
-        }
-    }
-}
-
-fn slow_headers() {
-    tracing::debug!("closing a connection: no complete request headers within header_read_timeout");
-}
-
-/// hyper serves one HTTP/1.1 request (its head is in `io`'s put-back bytes, `length` long
-/// with its body) and gives the connection back with the bytes it read past that request,
-/// or `None` when the connection must end: the client or the response asked for it, the
-/// request body was not read to its end (its rest would be taken for a request), hyper
-/// failed, or shutdown began.
-///
-/// hyper is given no byte past the request (`ClockedIo::limit_to`), and is told to stop
-/// once the response is finished: its head is written by then, so hyper adds no
-/// `Connection: close` to it (it would with keep-alive off from the start).
-async fn serve_one_with_hyper(
-    mut io: ClockedIo,
-    length: http1::MessageLength,
-    ctx: &Arc<ConnContext>,
-    clock: &Arc<ConnClock>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<(ClockedIo, Bytes)> {
-    io.limit_to(length);
-    let exchange = Arc::new(OneExchange::default());
-    let service = {
-        let (ctx, clock, exchange) = (Arc::clone(ctx), Arc::clone(clock), Arc::clone(&exchange));
-        service_fn(move |req: Request<Incoming>| {
-            let (ctx, clock, exchange) =
-                (Arc::clone(&ctx), Arc::clone(&clock), Arc::clone(&exchange));
-            // Boxed: hyper polls it from `poll_without_shutdown`, which needs it Unpin.
-            Box::pin(async move { Ok::<_, Infallible>(exchange.serve(req, &ctx, &clock).await) })
-        })
-    };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(MAX_REQUEST_HEAD);
-    let mut conn = builder.serve_connection(TokioIo::new(io), service);
-    let control = Gated::new(control(stop, clock, &ctx.shared));
-    tokio::pin!(control);
-    let (mut asked_to_stop, mut stopping) = (false, false);
-    let ended = std::future::poll_fn(|cx| loop {
-        if let Poll::Ready(ended) = conn.poll_without_shutdown(cx) {
-            return Poll::Ready(Some(ended));
-        }
-        let answered = exchange.called.load(Ordering::Relaxed) && !clock.in_progress();
-        if !asked_to_stop && (answered || stopping) {
-            asked_to_stop = true;
-            Pin::new(&mut conn).graceful_shutdown();
-            continue;
-        }
-        if stopping {
-            return Poll::Pending;
-        }
-        match control.as_mut().poll(cx) {
-            Poll::Ready(Control::Expired(Expired::Headers)) => return Poll::Ready(None),
-            Poll::Ready(Control::Stop | Control::Expired(Expired::Idle)) => stopping = true,
-            Poll::Pending => return Poll::Pending,
-        }
-    })
-    .await;
-    let Some(ended) = ended else {
-        slow_headers();
-        return None;
-    };
-    if let Err(e) = ended {
-        tracing::debug!("connection ended with an error: {e}");
-        return None;
-    }
-    let reusable =
-        exchange.keep.load(Ordering::Relaxed) && !stopping && exchange.body_end.ended().await;
-    let parts = conn.into_parts();
-    reusable.then(|| (parts.io.into_inner(), parts.read_buf))
-}
-
-/// What one request served by hyper left behind, for the connection's next request.
-#[derive(Default)]
-struct OneExchange {
-    called: AtomicBool,
-    /// Neither the client nor the response asked for the connection to end.
-    keep: AtomicBool,
-    body_end: Arc<BodyEnd>,
-}
-
-impl OneExchange {
-    async fn serve(
+impl Respond for ConnContext {
+    fn respond(
         &self,
-        req: Request<Incoming>,
-        ctx: &ConnContext,
         clock: &Arc<ConnClock>,
-    ) -> Response<ResponseBody> {
-        if self.called.swap(true, Ordering::Relaxed) {
-            // hyper reads no byte past the first request; were it ever to find a second,
-            // it would not be trusted.
-            clock.mark_framing_conflict();
-            let req = req.map(|body| ClientBody::hyper(body, None));
-            return respond_mapped(ctx, clock, req).await;
-        }
-        let asked_close = wants_close(req.headers());
-        let end = Some(Arc::clone(&self.body_end));
-        let req = req.map(|body| ClientBody::hyper(body, end));
-        let res = respond_mapped(ctx, clock, req).await;
-        let keep = !asked_close && !wants_close(res.headers());
-        self.keep.store(keep, Ordering::Relaxed);
-        res
+        req: Request<ClientBody>,
+        ambiguous: bool,
+    ) -> impl std::future::Future<Output = Response<ResponseBody>> + Send {
+        respond(self, clock, req, ambiguous)
     }
-}
 
-fn wants_close(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| http1::request::has_close(v.as_bytes()))
-}
-
-/// The rest of a connection whose requests `http1` does not serve itself.
-async fn serve_with_hyper(
-    io: ClockedIo,
-    ctx: Arc<ConnContext>,
-    clock: Arc<ConnClock>,
-    builder: &auto::Builder<TokioExecutor>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let shared = Arc::clone(&ctx.shared);
-    let request_clock = Arc::clone(&clock);
-    let service = service_fn(move |req: Request<Incoming>| {
-        let ctx = Arc::clone(&ctx);
-        let clock = Arc::clone(&request_clock);
-        async move {
-            let req = req.map(|body| ClientBody::hyper(body, None));
-            Ok::<_, Infallible>(respond_mapped(&ctx, &clock, req).await)
-        }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let control = Gated::new(control(&mut stop, &clock, &shared));
-    let result = tokio::select! {
-        biased;
-        r = conn.as_mut() => r,
-        control = control => match control {
-            Control::Stop | Control::Expired(Expired::Idle) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            Control::Expired(Expired::Headers) => return slow_headers(),
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!("connection ended with an error: {e}");
+    fn timeouts(&self) -> (Duration, Duration) {
+        let server = &self.shared.load().config.server;
+        (server.header_read_timeout, server.idle_timeout)
     }
-}
-
-/// `respond` for hyper, which writes headers from the map only.
-async fn respond_mapped(
-    conn: &ConnContext,
-    clock: &Arc<ConnClock>,
-    req: Request<ClientBody>,
-) -> Response<ResponseBody> {
-    let mut res = respond(conn, clock, req).await;
-    if let Some(raw) = res.body_mut().take_raw_headers() {
-        raw.into_map(res.headers_mut());
-    }
-    res
 }
 
 /// One request, whichever server read it: the snapshot loaded once, the handler, and
 /// what will report the request when its response is done. Counted as in progress (for
-/// the idle clock) until then. (One async fn rather than several: each layer moved the
-/// request in and the response out once more.)
+/// the idle clock) until then.
 async fn respond(
     conn: &ConnContext,
     clock: &Arc<ConnClock>,
     req: Request<ClientBody>,
+    ambiguous: bool,
 ) -> Response<ResponseBody> {
-    let framing_conflict = clock.take_framing_conflict();
     let guard = clock.begin_request();
     let started = Instant::now();
     let snap = conn.shared.load();
     let facts = RequestFacts::capture(&req, conn.peer.ip, &snap);
-    let (res, served) = match framing_conflict {
+    let (res, served) = match ambiguous {
         true => (
             RequestError::AmbiguousFraming.into_response(),
             Served::by(RouteKind::Endpoint),
@@ -603,38 +364,4 @@ async fn respond(
         snap,
     };
     res.map(|body| ResponseBody::new(body, guard, completion))
-}
-
-/// Resolves when the connection is asked to end: shutdown, or one of its clocks ran out.
-async fn control(stop: &mut watch::Receiver<bool>, clock: &ConnClock, shared: &Shared) -> Control {
-    tokio::select! {
-        _ = stopped(stop) => Control::Stop,
-        expired = watchdog(clock, shared) => Control::Expired(expired),
-    }
-}
-
-/// Why a connection is asked to end other than by its client.
-enum Control {
-    Stop,
-    Expired(Expired),
-}
-
-/// Resolves when one of the connection's clocks runs out (timeouts from the snapshot in
-/// force, so a reload applies to open connections too).
-async fn watchdog(clock: &ConnClock, shared: &Shared) -> Expired {
-    loop {
-        let (header, idle) = {
-            let server = &shared.load().config.server;
-            (server.header_read_timeout, server.idle_timeout)
-        };
-        tokio::time::sleep(timeouts::tick(header, idle)).await;
-        if let Some(expired) = clock.expired(header, idle) {
-            return expired;
-        }
-    }
-}
-
-/// Resolves once shutdown has begun (or the server is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

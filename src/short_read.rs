@@ -13,8 +13,43 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::Interest;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+
+/// A connection's byte stream as the server reads it: a TCP socket with nginx's short
+/// reads, or (for the differential fuzzer) an in-memory pipe.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads into `dst`; `Ok(0)` at end of stream (or for an empty `dst`).
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>>;
+}
+
+impl Socket for TcpStream {
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        poll_recv(self, cx, dst)
+    }
+}
+
+impl Socket for tokio::io::DuplexStream {
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::uninit(dst);
+        ready!(Pin::new(self).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
 
 /// Reads into `dst`; `Ok(0)` at end of stream (or for an empty `dst`).
 pub fn poll_recv(

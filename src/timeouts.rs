@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use crate::coarse_clock;
 use crate::framing::HeadScan;
 use crate::http1::{chunked, MessageLength};
-use crate::short_read;
+use crate::short_read::Socket;
 
 const NOT_READING: u64 = u64::MAX;
 
@@ -148,8 +148,8 @@ pub fn tick(header_timeout: Duration, idle_timeout: Duration) -> Duration {
 
 /// The connection's socket, telling the clock when bytes arrive and scanning each request
 /// head for conflicting framing headers.
-pub struct ClockedIo {
-    inner: TcpStream,
+pub struct ClockedIo<S = TcpStream> {
+    inner: S,
     /// Bytes already read (and seen by the clock), put back to be read again (`http1`
     /// handing a connection to hyper).
     put_back: Bytes,
@@ -166,8 +166,8 @@ pub struct ClockedIo {
 /// The start of the HTTP/2 connection preface (h2c with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-impl ClockedIo {
-    pub fn new(inner: TcpStream, clock: Arc<ConnClock>) -> Self {
+impl<S: Socket> ClockedIo<S> {
+    pub fn new(inner: S, clock: Arc<ConnClock>) -> Self {
         ClockedIo {
             inner,
             put_back: Bytes::new(),
@@ -180,7 +180,7 @@ impl ClockedIo {
     }
 }
 
-impl ClockedIo {
+impl<S: Socket> ClockedIo<S> {
     /// A request head has begun with bytes read earlier (behind the previous request):
     /// its header clock starts now, as it would have at their arrival.
     pub fn head_begun(&self) {
@@ -232,7 +232,7 @@ impl Limit {
     }
 }
 
-impl ClockedIo {
+impl<S: Socket> ClockedIo<S> {
     /// Reads end with the request that starts at the next byte (`length` long): hyper,
     /// given one request, must see no byte of the next.
     pub fn limit_to(&mut self, length: MessageLength) {
@@ -274,7 +274,7 @@ impl ClockedIo {
     }
 }
 
-impl AsyncRead for ClockedIo {
+impl<S: Socket> AsyncRead for ClockedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -297,12 +297,13 @@ impl AsyncRead for ClockedIo {
         let this = &mut *self;
         // SAFETY: recv only writes initialised bytes into the unfilled part, and exactly
         // the bytes it reports are marked filled.
-        let result = short_read::poll_recv(&this.inner, cx, unsafe { buf.unfilled_mut() }).map_ok(
-            |n| unsafe {
+        let result = this
+            .inner
+            .poll_recv(cx, unsafe { buf.unfilled_mut() })
+            .map_ok(|n| unsafe {
                 buf.assume_init(n);
                 buf.advance(n);
-            },
-        );
+            });
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let fresh = &buf.filled()[before..];
             if before == 0 && !this.seen_bytes && fresh.starts_with(H2_PREFACE) {
@@ -325,7 +326,7 @@ impl AsyncRead for ClockedIo {
     }
 }
 
-impl AsyncWrite for ClockedIo {
+impl<S: Socket> AsyncWrite for ClockedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -28,6 +28,7 @@ use http::{Method, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::{ClientBody, ResponseBody};
+use crate::short_read::Socket;
 use crate::timeouts::ClockedIo;
 pub use request::head_end;
 use request::Parsed;
@@ -71,13 +72,14 @@ impl State {
 
 /// Serves plain requests on `io` with `respond`, starting with the bytes already read
 /// (`read`, from hyper), until the connection ends or a request needs hyper.
-pub async fn serve<F, Fut>(
-    io: &mut ClockedIo,
+pub async fn serve<S, F, Fut>(
+    io: &mut ClockedIo<S>,
     state: &State,
     read: Bytes,
     mut respond: F,
 ) -> io::Result<Ended>
 where
+    S: Socket,
     F: FnMut(Request<ClientBody>) -> Fut,
     Fut: Future<Output = Response<ResponseBody>>,
 {
@@ -109,7 +111,10 @@ where
 }
 
 /// Reads until a whole head is buffered; `None` when the client closed first.
-async fn read_head(io: &mut ClockedIo, input: &mut BytesMut) -> io::Result<Option<Parsed>> {
+async fn read_head<S: Socket>(
+    io: &mut ClockedIo<S>,
+    input: &mut BytesMut,
+) -> io::Result<Option<Parsed>> {
     let mut scanned = 0;
     if !input.is_empty() {
         // Pipelined bytes: no read will start the header clock for them.
