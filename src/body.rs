@@ -120,6 +120,9 @@ pub enum ClientBody {
 #[derive(Debug, Default)]
 pub struct BodyEnd {
     ended: AtomicBool,
+    /// A read failed (malformed chunked coding, bad trailers, the client gone): where the
+    /// body ends is unknown, so the connection cannot go on.
+    failed: AtomicBool,
     discarding: AtomicBool,
     discarded: tokio::sync::Notify,
 }
@@ -135,7 +138,11 @@ impl BodyEnd {
         if !self.ended.load(Ordering::Acquire) && self.discarding.load(Ordering::Acquire) {
             let _ = tokio::time::timeout(DISCARD_TIME, discarded).await;
         }
-        self.ended.load(Ordering::Acquire)
+        self.ended.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     fn mark(&self) {
@@ -149,7 +156,11 @@ impl BodyEnd {
             let mut left = DISCARD_LIMIT;
             let read = async {
                 while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-                    let len = frame.ok()?.data_ref().map_or(0, Bytes::len);
+                    let Ok(frame) = frame else {
+                        self.fail();
+                        return None;
+                    };
+                    let len = frame.data_ref().map_or(0, Bytes::len);
                     left = left.checked_sub(len)?;
                 }
                 Some(())
@@ -203,8 +214,10 @@ impl HttpBody for ClientBody {
                 end,
             } => {
                 let polled = Pin::new(body).poll_frame(cx);
-                if let (Poll::Ready(None), Some(end)) = (&polled, end) {
-                    end.mark();
+                match (&polled, end) {
+                    (Poll::Ready(None), Some(end)) => end.mark(),
+                    (Poll::Ready(Some(Err(_))), Some(end)) => end.fail(),
+                    _ => {}
                 }
                 polled
             }
