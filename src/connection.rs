@@ -50,11 +50,9 @@ pub trait Respond: Send + Sync + 'static {
 /// which hyper answers 431 (nginx's default limit is 32 KiB).
 pub fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
+    builder.http1().max_buf_size(http1::head::MAX_HEAD);
     builder
 }
-
-const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Serves the connection on `stream` until it ends.
 pub async fn serve<S: Socket, R: Respond>(
@@ -165,7 +163,7 @@ async fn serve_one_with_hyper<S: Socket, R: Respond>(
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(MAX_REQUEST_HEAD);
+    builder.max_buf_size(http1::head::MAX_HEAD);
     let mut conn = builder.serve_connection(TokioIo::new(io), service);
     let control = Gated::new(control(stop, clock, &**ctx));
     tokio::pin!(control);
@@ -241,7 +239,7 @@ fn wants_close(headers: &http::HeaderMap) -> bool {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
-        .any(|v| http1::request::has_close(v.as_bytes()))
+        .any(|v| http1::head::has_close(v.as_bytes()))
 }
 
 /// The rest of a connection whose requests `http1` does not serve itself.

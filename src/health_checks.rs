@@ -6,19 +6,19 @@
 //! `/status` read the table; they never probe on the request path unless the table has
 //! nothing recent for the active upstream (just after startup or a switch).
 //!
-//! The check is a hand-written `GET ... HTTP/1.1` + `Connection: close` on a new socket:
-//! it needs only the status code, and using the pooled client would test a warm
-//! connection instead of the app's ability to accept a new one.
+//! The check is a `GET` with `Connection: close` on a new socket, by the proxy's own client
+//! (`proxy::probe`): the pooled connections would test a warm connection instead of the
+//! app's ability to accept a new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::config::{ProxySettings, Upstream};
+use crate::proxy::probe;
 use crate::snapshot::Shared;
 
 /// A probe waits no longer than a connection attempt would, and never long enough to make
@@ -30,55 +30,25 @@ pub fn probe_timeout(proxy: &ProxySettings) -> Duration {
 /// Checks `upstream` once: its health path if it has one, else a TCP connect.
 pub async fn check(upstream: &Upstream, timeout: Duration) -> Result<(), String> {
     let addr = upstream.authority.as_str();
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr} failed: {e}"))?;
-        let Some(path) = &upstream.health else {
-            return Ok(());
+    let Some(path) = &upstream.health else {
+        return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("connect to {addr} failed: {e}")),
+            Err(_) => Err(format!("no answer from {addr} within {timeout:?}")),
         };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchyard-health-check\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("GET {path} on {addr}: {e}"))?;
-        let status = read_status(&mut stream)
-            .await
-            .map_err(|e| format!("GET {path} on {addr}: {e}"))?;
-        match status {
-            200..=299 => Ok(()),
-            other => Err(format!("GET {path} on {addr} answered {other}")),
-        }
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer from {addr} within {timeout:?}")),
+    let answer = probe::get(addr, addr, path.as_str(), PROBE_BODY_LIMIT, timeout).await?;
+    match answer.status.is_success() {
+        true => Ok(()),
+        false => Err(format!(
+            "GET {path} on {addr} answered {}",
+            answer.status.as_u16()
+        )),
     }
 }
 
-async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
-    let mut buf = [0u8; 64];
-    let mut len = 0;
-    while len < 12 {
-        match stream.read(&mut buf[len..]).await {
-            Ok(0) => return Err("connection closed before a status line".into()),
-            Ok(n) => len += n,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let line = std::str::from_utf8(&buf[..len]).map_err(|_| "status line is not text")?;
-    line.strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "not an HTTP response: {:?}",
-                line.lines().next().unwrap_or("")
-            )
-        })
-}
+/// A health answer's body is read (so the connection ends cleanly) but not kept.
+const PROBE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The last known state of one upstream.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@
 //!    reload failed, or nothing changes within 10 s, put the old file back and fail.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::config::{self, Config, ConfigError};
+use crate::proxy::probe;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -257,20 +258,12 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// A one-shot HTTP/1.0 GET; the daemon closes the connection after answering.
+/// A GET of one of the daemon's own endpoints (the proxy's client, `probe`): the body of
+/// a 200, or `None`.
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nUser-Agent: switchyard-switch\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?;
-    (head.starts_with("HTTP/1.") && status == "200").then(|| body.to_owned())
+    let answer = probe::get_blocking(addr, &addr.to_string(), path, 1 << 20)?;
+    (answer.status == http::StatusCode::OK)
+        .then(|| String::from_utf8_lossy(&answer.body).into_owned())
 }
 
 fn unix_now() -> f64 {

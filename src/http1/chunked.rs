@@ -92,7 +92,7 @@ pub fn trailers_end(buf: &[u8]) -> Option<usize> {
     match buf {
         [b'\n', ..] => Some(1),
         [b'\r', b'\n', ..] => Some(2),
-        _ => super::head_end(buf, 0),
+        _ => super::head::head_end(buf, 0),
     }
 }
 

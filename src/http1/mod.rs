@@ -16,6 +16,7 @@
 //! WebSocket upgrade, HTTP/1.0 or a head hyper will refuse (`request::Hyper`).
 
 pub mod chunked;
+pub mod head;
 pub mod request;
 mod response;
 
@@ -30,7 +31,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::body::{ClientBody, ResponseBody};
 use crate::short_read::Socket;
 use crate::timeouts::ClockedIo;
-pub use request::head_end;
 use request::Parsed;
 pub use request::{Hyper, MessageLength};
 

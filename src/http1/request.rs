@@ -6,10 +6,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
+use super::head::{has_close, has_token, head_end, MAX_HEAD};
 use crate::body::ClientBody;
 
-/// Heads larger than this go to hyper, which answers 431 (nginx's default limit is 32 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
 /// hyper's default; more headers go to hyper, which answers 431.
 const MAX_HEADERS: usize = 100;
 
@@ -179,34 +178,6 @@ impl Body {
     }
 }
 
-/// Whether a `Connection` value has the `close` option (requests, responses written here,
-/// and upstream responses alike).
-pub fn has_close(value: &[u8]) -> bool {
-    has_token(value, b"close")
-}
-
-/// Whether the comma-separated list `value` has `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// Where the head ends: just past the first empty line (CRLF or, as httparse also
-/// accepts, a bare LF). memchr, because a byte-at-a-time search over every head was
-/// 4 % of the instructions per proxied request (a request head and a response head).
-pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let from = from.min(buf.len());
-    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|at| {
-        let next = from + at + 1;
-        match buf.get(next..) {
-            Some([b'\n', ..]) => Some(next + 1),
-            Some([b'\r', b'\n', ..]) => Some(next + 2),
-            _ => None,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,15 +265,6 @@ mod tests {
             assert_eq!(got, to, "{:?}", String::from_utf8_lossy(raw));
         }
         assert!(is_plain(b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"));
-    }
-
-    #[test]
-    fn head_ends_are_found_from_where_the_last_search_stopped() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 0), Some(24));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nrest", 0), Some(21));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r", 0), None);
-        // A search resumed two bytes before where the last one ended.
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 21), Some(24));
     }
 
     #[test]

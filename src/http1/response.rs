@@ -15,7 +15,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::chunked;
-use super::request::has_close;
+use super::head::has_close;
 use super::RawHeaders;
 use crate::body::ResponseBody;
 

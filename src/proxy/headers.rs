@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+pub use crate::http1::head::{classify, elements_of, names_a_header};
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -16,47 +18,6 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Whether `name` is one of the fixed hop-by-hop headers (see `classify`).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     classify(name.as_str().as_bytes()).is_hop_by_hop()
-}
-
-/// What a header name, in any case as it came off the wire, says about the connection.
-/// The hop-by-hop kinds are the headers that describe one connection, not the message
-/// (RFC 9110 7.6.1), plus `Proxy-Connection`, which old clients still send: the one list of
-/// them, for requests and responses alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireName {
-    Connection,
-    TransferEncoding,
-    ContentLength,
-    Upgrade,
-    /// Another of the fixed hop-by-hop headers.
-    OtherHopByHop,
-    EndToEnd,
-}
-
-impl WireName {
-    pub fn is_hop_by_hop(self) -> bool {
-        !matches!(self, WireName::ContentLength | WireName::EndToEnd)
-    }
-}
-
-/// Classifies `name` by its length first: comparing every response header with each of
-/// the hop-by-hop names was 4 % of the instructions per proxied request.
-pub fn classify(name: &[u8]) -> WireName {
-    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-    match name.len() {
-        10 if is(b"connection") => WireName::Connection,
-        10 if is(b"keep-alive") => WireName::OtherHopByHop,
-        17 if is(b"transfer-encoding") => WireName::TransferEncoding,
-        14 if is(b"content-length") => WireName::ContentLength,
-        7 if is(b"upgrade") => WireName::Upgrade,
-        7 if is(b"trailer") => WireName::OtherHopByHop,
-        2 if is(b"te") => WireName::OtherHopByHop,
-        16 if is(b"proxy-connection") => WireName::OtherHopByHop,
-        // RFC 9113 3.2.1 (RFC 7540): it only means something beside `Upgrade: h2c`, which
-        // is never passed on.
-        14 if is(b"http2-settings") => WireName::OtherHopByHop,
-        _ => WireName::EndToEnd,
-    }
 }
 
 /// End-to-end headers a client must not be able to delete by naming them in
@@ -75,15 +36,6 @@ fn protected(name: &str) -> bool {
     .any(|p| name.eq_ignore_ascii_case(p))
 }
 
-/// Whether a `Connection` element names a header to drop, rather than being one of the
-/// connection options (`close`, `keep-alive`, `upgrade`) whose headers are hop-by-hop
-/// anyway.
-pub fn names_a_header(element: &[u8]) -> bool {
-    ![&b""[..], b"close", b"keep-alive", b"upgrade"]
-        .iter()
-        .any(|t| element.eq_ignore_ascii_case(t))
-}
-
 /// Removes the headers a `Connection` value names, except `protected` ones.
 pub fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
     for name in elements(value).filter(|e| names_a_header(e)) {
@@ -100,11 +52,6 @@ pub fn remove_listed(headers: &mut HeaderMap, value: &HeaderValue) {
 /// these run several times per request, and `str::split` costs more than the work.
 pub fn elements(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
     elements_of(value.as_bytes())
-}
-
-/// The same for a value as it came off the wire.
-pub fn elements_of(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// The elements of every value of `name`.
@@ -428,36 +375,5 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
         assert_eq!(h[header::COOKIE], "a=1; b=2");
-    }
-
-    #[test]
-    fn classify_knows_exactly_the_fixed_hop_by_hop_names() {
-        let fixed = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "http2-settings",
-        ];
-        for name in fixed {
-            let upper = name.to_ascii_uppercase();
-            assert!(classify(upper.as_bytes()).is_hop_by_hop(), "{name}");
-            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
-        }
-        assert!(!is_hop_by_hop(&header::CONTENT_LENGTH));
-        for name in [
-            "content-type",
-            "date",
-            "server",
-            "x-connection",
-            "tee",
-            "keep-alive2",
-        ] {
-            assert_eq!(classify(name.as_bytes()), WireName::EndToEnd, "{name}");
-        }
-        assert_eq!(classify(b"Content-Length"), WireName::ContentLength);
     }
 }

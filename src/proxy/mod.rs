@@ -8,6 +8,7 @@
 mod client;
 mod exchange;
 mod headers;
+pub mod probe;
 mod request_body;
 mod response_body;
 mod send;

@@ -8,14 +8,11 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use crate::http1::head_end;
-
-use super::headers::{classify, elements_of, names_a_header, remove_listed, WireName};
-use crate::http1::request::has_close;
+use super::headers::remove_listed;
+use crate::http1::head::{
+    classify, elements_of, has_close, head_end, names_a_header, WireName, MAX_HEAD,
+};
 use crate::http1::RawHeaders;
-
-/// Response heads larger than this are refused (nginx's proxy_buffer_size is 4-8 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 
 /// The request head as bytes, ready to write (and to write again for a retry).
