@@ -163,7 +163,9 @@ async fn serve_one_with_hyper<S: Socket, R: Respond>(
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(http1::head::MAX_HEAD);
+    // The end of the stream it reads after the request is ours (`ClockedIo::limit_to`),
+    // not the client's: hyper must still answer.
+    builder.max_buf_size(http1::head::MAX_HEAD).half_close(true);
     let mut conn = builder.serve_connection(TokioIo::new(io), service);
     let control = Gated::new(control(stop, clock, &**ctx));
     tokio::pin!(control);
@@ -224,7 +226,8 @@ impl OneExchange {
             let req = req.map(|body| ClientBody::hyper(body, None));
             return respond_mapped(ctx, clock, req, true).await;
         }
-        let asked_close = wants_close(req.headers());
+        let asked_close = wants_close(req.headers())
+            || (req.version() == http::Version::HTTP_10 && !keeps_alive(req.headers()));
         let end = Some(Arc::clone(&self.body_end));
         let req = req.map(|body| ClientBody::hyper(body, end));
         let ambiguous = clock.take_framing_conflict();
@@ -233,6 +236,14 @@ impl OneExchange {
         self.keep.store(keep, Ordering::Relaxed);
         res
     }
+}
+
+/// An HTTP/1.0 client keeps the connection only when it says so.
+fn keeps_alive(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| http1::head::has_token(v.as_bytes(), b"keep-alive"))
 }
 
 fn wants_close(headers: &http::HeaderMap) -> bool {
@@ -256,9 +267,18 @@ async fn serve_with_hyper<S: Socket, R: Respond>(
         let ctx = Arc::clone(&ctx);
         let clock = Arc::clone(&request_clock);
         async move {
+            let upgrade = req.version() != http::Version::HTTP_2;
             let req = req.map(|body| ClientBody::hyper(body, None));
             let ambiguous = clock.take_framing_conflict();
-            Ok::<_, Infallible>(respond_mapped(&*ctx, &clock, req, ambiguous).await)
+            let mut res = respond_mapped(&*ctx, &clock, req, ambiguous).await;
+            if upgrade && res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                // A WebSocket handshake that did not switch leaves an HTTP/1.1 connection
+                // whose later requests only hyper would read: end it instead, so that every
+                // head on a connection is read, scanned and timed by `http1`.
+                let close = http::HeaderValue::from_static("close");
+                res.headers_mut().insert(http::header::CONNECTION, close);
+            }
+            Ok::<_, Infallible>(res)
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

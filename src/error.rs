@@ -24,6 +24,8 @@ pub enum RequestError {
     MethodNotAllowed,
     #[error("CONNECT and TRACE are not proxied")]
     MethodNotProxied,
+    #[error("a transfer coding other than chunked")]
+    UnknownCoding,
     #[error("request body larger than max_request_body")]
     BodyTooLarge,
     #[error("upstream {upstream} unreachable: {cause}")]
@@ -49,6 +51,7 @@ impl RequestError {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
             RequestError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             RequestError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,6 +69,7 @@ impl RequestError {
                 "405 method not allowed\n"
             }
             RequestError::BodyTooLarge => "413 request body too large\n",
+            RequestError::UnknownCoding => "501 not implemented\n",
             RequestError::UpstreamUnreachable { .. } => "502 bad gateway\n",
             RequestError::UpstreamTimeout { .. } => "504 gateway timeout\n",
             RequestError::Internal(_) => "500 internal server error\n",
@@ -74,7 +78,8 @@ impl RequestError {
 
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        if status.is_server_error() {
+        // The proxy's own failures; a 501 is the client's doing.
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             tracing::error!(status = status.as_u16(), "{self}");
         }
         let mut res = Response::new(Body::full(self.body()));
@@ -97,6 +102,7 @@ impl RequestError {
             // The rest of this connection's bytes cannot be trusted to be framed right.
             RequestError::AmbiguousFraming
             | RequestError::BadHost
+            | RequestError::UnknownCoding
             | RequestError::BodyTooLarge
             | RequestError::BadBody(_) => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

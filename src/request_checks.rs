@@ -16,7 +16,22 @@ pub fn check<B>(req: &mut Request<B>) -> Result<(), RequestError> {
         return Err(RequestError::MethodNotProxied);
     }
     check_path(req.uri().path())?;
+    check_coding(req.headers())?;
     check_host(req)
+}
+
+/// RFC 9112 6.1: a transfer coding other than `chunked` (hyper accepts `gzip, chunked`
+/// and decodes only the chunking) would reach the app as plain data: 501, as nginx does.
+fn check_coding(headers: &http::HeaderMap) -> Result<(), RequestError> {
+    let codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let elements = codings.flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    match elements
+        .map(<[u8]>::trim_ascii)
+        .all(|c| c.eq_ignore_ascii_case(b"chunked"))
+    {
+        true => Ok(()),
+        false => Err(RequestError::UnknownCoding),
+    }
 }
 
 /// A dot segment would let `/api/../internal` match the `/api/` route and then be
@@ -68,17 +83,17 @@ fn split_segment(path: &[u8]) -> (&[u8], &[u8]) {
 
 /// `.` or `..`, each dot literal or `%2e`, optionally followed by `;` parameters.
 fn is_dot_segment(segment: &[u8]) -> bool {
-    let name = segment
-        .iter()
-        .position(|&b| b == b';')
-        .map_or(segment, |at| &segment[..at]);
     let mut dots = 0;
-    let mut rest = name;
+    let mut rest = segment;
     while !rest.is_empty() {
+        if rest[0] == b';' || starts_with_escape(rest, b"%3b") {
+            // Parameters (`..;x`, also encoded) follow the name.
+            break;
+        }
         if let Some(after) = rest.strip_prefix(b".") {
             rest = after;
-        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
-            rest = &rest[3..];
+        } else if let Some(len) = encoded_dot(rest) {
+            rest = &rest[len..];
         } else {
             return false;
         }
@@ -88,6 +103,19 @@ fn is_dot_segment(segment: &[u8]) -> bool {
         }
     }
     dots > 0
+}
+
+fn starts_with_escape(bytes: &[u8], escape: &[u8]) -> bool {
+    bytes.len() >= escape.len() && bytes[..escape.len()].eq_ignore_ascii_case(escape)
+}
+
+/// `%2e`, or an overlong UTF-8 spelling of `.` that lax decoders accept (`%c0%ae`,
+/// `%e0%80%ae`): how many bytes it takes.
+fn encoded_dot(bytes: &[u8]) -> Option<usize> {
+    [&b"%2e"[..], b"%c0%ae", b"%e0%80%ae"]
+        .iter()
+        .find(|e| starts_with_escape(bytes, e))
+        .map(|e| e.len())
 }
 
 /// RFC 9112 3.2: an HTTP/1.1 request has exactly one valid `Host` (an HTTP/1.0 one may
@@ -186,6 +214,9 @@ mod tests {
             "/a/.;x=1/b",
             "/a/%2e%2e;/b",
             "/a%2f..%2fb",
+            "/a/..%3b/b",
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%e0%80%ae./b",
         ] {
             assert!(matches!(check_path(p), Err(RequestError::NotFound)), "{p}");
         }

@@ -210,7 +210,7 @@ impl Limit {
     fn is_spent(&self) -> bool {
         match self {
             Limit::Bytes(left) => *left == 0,
-            Limit::Chunked { head, body } => *head == 0 && body.is_done(),
+            Limit::Chunked { head, body } => *head == 0 && body.is_spent(),
         }
     }
 
@@ -256,10 +256,10 @@ impl<S: Socket> ClockedIo<S> {
     }
 
     /// Keeps only the bytes of `buf` past `before` that belong to the limited request;
-    /// the rest goes back in front of the put-back bytes. Whether any were kept.
-    fn hold_back(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> bool {
+    /// the rest goes back in front of the put-back bytes.
+    fn hold_back(&mut self, buf: &mut ReadBuf<'_>, before: usize) {
         let Some(limit) = self.limit.as_mut() else {
-            return true;
+            return;
         };
         let fresh = &buf.filled()[before..];
         let keep = limit.take(fresh);
@@ -270,7 +270,6 @@ impl<S: Socket> ClockedIo<S> {
             self.put_back = back.freeze();
             buf.set_filled(before + keep);
         }
-        keep > 0
     }
 }
 
@@ -285,14 +284,15 @@ impl<S: Socket> AsyncRead for ClockedIo<S> {
             let n = buf.remaining().min(self.put_back.len());
             buf.put_slice(&self.put_back[..n]);
             self.put_back.advance(n);
-            return match self.hold_back(buf, before) {
-                true => Poll::Ready(Ok(())),
-                // The request hyper was given has ended: nothing more for it to read.
-                false => Poll::Pending,
-            };
+            // Past the end of the request hyper was given, it reads the end of the stream:
+            // if it agrees the request is whole, it answers and stops (half-close); if it
+            // wanted more, the body fails and the connection ends. It never sees the next
+            // request, and never waits for bytes it will not get.
+            self.hold_back(buf, before);
+            return Poll::Ready(Ok(()));
         }
         if self.limit.as_ref().is_some_and(Limit::is_spent) {
-            return Poll::Pending;
+            return Poll::Ready(Ok(()));
         }
         let this = &mut *self;
         // SAFETY: recv only writes initialised bytes into the unfilled part, and exactly
@@ -311,9 +311,7 @@ impl<S: Socket> AsyncRead for ClockedIo<S> {
                 this.scan_heads = false;
             }
             this.seen_bytes = true;
-            if !this.hold_back(buf, before) {
-                return Poll::Pending;
-            }
+            this.hold_back(buf, before);
             let fresh = &buf.filled()[before..];
             if this.clock.on_read() {
                 this.head.start();

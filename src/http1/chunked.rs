@@ -14,9 +14,10 @@ pub enum SizeLine {
     Invalid,
 }
 
-/// Parses `1*HEXDIG [ BWS ";" chunk-ext ] CRLF`. As strict as nginx: at least one digit (an
-/// empty line is not the last chunk), no sign, no `0x`, no leading space, no size beyond
-/// 2^63; like nginx, a bare LF ends the line.
+/// Parses `1*HEXDIG [ BWS ";" chunk-ext ] CRLF` (RFC 9112 7.1), as strictly as nginx and
+/// hyper together: at least one digit (an empty line is not the last chunk), no sign, no
+/// `0x`, no leading space, no size beyond nginx's 2^63 - 1, CRLF only (hyper's rule; a
+/// proxy that accepts what its peers refuse invites desync), no control bytes.
 pub fn parse_size_line(buf: &[u8]) -> SizeLine {
     let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
@@ -33,25 +34,38 @@ pub fn parse_size_line(buf: &[u8]) -> SizeLine {
         return SizeLine::Invalid;
     };
     let rest = &buf[digits..];
-    let Some(lf) = memchr::memchr(b'\n', rest) else {
-        return match rest.iter().all(|&b| is_ext_byte(b) || b == b'\r') && rest.len() < MAX_EXT {
+    let line_len = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+    let Some(line_len) = line_len else {
+        return match valid_after_size(rest) && rest.len() < MAX_EXT {
             true => SizeLine::Partial,
             false => SizeLine::Invalid,
         };
     };
-    let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
-    let ext_ok = match line.first() {
-        None => true,
-        Some(b';' | b' ' | b'\t') => line.iter().all(|&b| is_ext_byte(b)),
-        Some(_) => false,
-    };
-    match ext_ok && line.len() < MAX_EXT {
-        true => SizeLine::Complete {
-            used: digits + lf + 1,
+    if !valid_after_size(&rest[..line_len]) || line_len >= MAX_EXT {
+        return SizeLine::Invalid;
+    }
+    match &rest[line_len..] {
+        [b'\r', b'\n', ..] => SizeLine::Complete {
+            used: digits + line_len + 2,
             size,
         },
-        false => SizeLine::Invalid,
+        [b'\r'] => SizeLine::Partial,
+        _ => SizeLine::Invalid,
     }
+}
+
+/// What may follow the size on its line: whitespace, then nothing or `;` and extensions.
+fn valid_after_size(after: &[u8]) -> bool {
+    let ext = after.trim_ascii_start();
+    let space_ok = after[..after.len() - ext.len()]
+        .iter()
+        .all(|&b| b == b' ' || b == b'\t');
+    space_ok
+        && match ext.first() {
+            None => true,
+            Some(b';') => ext.iter().all(|&b| is_ext_byte(b)),
+            Some(_) => false,
+        }
 }
 
 /// Longest chunk extension accepted.
@@ -73,7 +87,7 @@ fn hex_value(b: u8) -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 pub enum DataEnd {
     Partial,
-    /// A CRLF or (as nginx tolerates) a bare LF, this many bytes long.
+    /// The CRLF, this many bytes long.
     Complete(usize),
     Invalid,
 }
@@ -81,20 +95,41 @@ pub enum DataEnd {
 pub fn data_end(buf: &[u8]) -> DataEnd {
     match buf {
         [] | [b'\r'] => DataEnd::Partial,
-        [b'\n', ..] => DataEnd::Complete(1),
         [b'\r', b'\n', ..] => DataEnd::Complete(2),
         _ => DataEnd::Invalid,
     }
 }
 
-/// Where the trailer section after the last chunk ends (just past its empty line).
-pub fn trailers_end(buf: &[u8]) -> Option<usize> {
-    match buf {
-        [b'\n', ..] => Some(1),
-        [b'\r', b'\n', ..] => Some(2),
-        _ => super::head::head_end(buf, 0),
+/// The trailer section after the last chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrailersEnd {
+    Partial,
+    /// Well-formed fields (dropped, as hyper drops them for clients that did not ask for
+    /// them), ending this many bytes in, just past the empty line.
+    Complete(usize),
+    Invalid,
+}
+
+pub fn trailers_end(buf: &[u8]) -> TrailersEnd {
+    if buf.starts_with(b"\r\n") {
+        return TrailersEnd::Complete(2);
+    }
+    if buf == b"\r" {
+        return TrailersEnd::Partial;
+    }
+    let Some(at) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+        return TrailersEnd::Partial;
+    };
+    let end = at + 4;
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    match httparse::parse_headers(&buf[..end], &mut fields) {
+        Ok(httparse::Status::Complete((used, _))) if used == end => TrailersEnd::Complete(end),
+        _ => TrailersEnd::Invalid,
     }
 }
+
+/// hyper's limit on trailer fields.
+const MAX_TRAILER_FIELDS: usize = 64;
 
 /// Appends `n` in hex: a chunk-size line's digits.
 pub fn put_size(out: &mut Vec<u8>, n: usize) {
@@ -131,7 +166,8 @@ enum Track {
     DataEnd,
     Trailers,
     Done,
-    /// Not chunked as this module reads it: everything passes, for the decoder to refuse.
+    /// Not chunked as this module reads it: nothing more passes (the decoder then sees the
+    /// body end early and fails it; it must never read past a body whose end is unknown).
     Broken,
 }
 
@@ -142,8 +178,7 @@ impl BodyEnd {
         while used < bytes.len() {
             let rest = &bytes[used..];
             match self.state {
-                Track::Done => return used,
-                Track::Broken => return bytes.len(),
+                Track::Done | Track::Broken => return used,
                 Track::Data(left) => {
                     let take = left.min(rest.len() as u64);
                     used += take as usize;
@@ -174,6 +209,11 @@ impl BodyEnd {
         self.state == Track::Done
     }
 
+    /// Whether no more bytes belong to the body: it ended, or where it ends is unknown.
+    pub fn is_spent(&self) -> bool {
+        matches!(self.state, Track::Done | Track::Broken)
+    }
+
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.line);
         self.state = match self.state {
@@ -186,7 +226,7 @@ impl BodyEnd {
                 DataEnd::Complete(n) if n == line.len() => Track::Size,
                 _ => Track::Broken,
             },
-            Track::Trailers if line == b"\n" || line == b"\r\n" => Track::Done,
+            Track::Trailers if line == b"\r\n" => Track::Done,
             Track::Trailers => {
                 self.trailers += line.len();
                 match self.trailers > 16 * 1024 {
@@ -204,7 +244,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn size_lines_as_strict_as_nginx() {
+    fn size_lines_as_strict_as_nginx_and_hyper() {
         let ok = |line: &[u8], used, size| {
             assert_eq!(
                 parse_size_line(line),
@@ -213,20 +253,24 @@ mod tests {
             )
         };
         ok(b"5\r\nhello", 3, 5);
-        ok(b"A\n", 2, 10);
+        ok(b"A\r\n", 3, 10);
         ok(b"0\r\n\r\n", 3, 0);
         ok(b"5;ext=1\r\n", 9, 5);
         ok(b"5 ;e\r\n", 6, 5);
+        ok(b"5 \t\r\n", 5, 5);
         ok(b"0000000000000000001\r\n", 21, 1);
         ok(b"7fffffffffffffff\r\n", 18, u64::MAX >> 1);
-        assert_eq!(parse_size_line(b"8000000000000000\r\n"), SizeLine::Invalid);
         for bad in [
             &b"\r\n"[..],
             b"\n",
+            b"5\n",
             b" 5\r\n",
             b"+5\r\n",
             b"0x5\r\n",
             b"5x\r\n",
+            b"5 x\r\n",
+            b"5;a\x01\r\n",
+            b"8000000000000000\r\n",
             b"10000000000000000\r\n",
             b"5\r\r\n",
         ] {
@@ -257,20 +301,26 @@ mod tests {
             assert!(end.is_done());
         }
         let mut end = BodyEnd::default();
-        assert_eq!(end.feed(b"zz\r\nGET"), 7, "broken: all passes");
-        assert!(!end.is_done());
+        assert_eq!(
+            end.feed(b"zz\r\nGET"),
+            4,
+            "broken: nothing past the bad line"
+        );
+        assert!(!end.is_done() && end.is_spent());
+        assert_eq!(end.feed(b"more"), 0);
     }
 
     #[test]
     fn line_ends_and_trailers() {
         assert_eq!(data_end(b"\r\n5"), DataEnd::Complete(2));
-        assert_eq!(data_end(b"\n"), DataEnd::Complete(1));
+        assert_eq!(data_end(b"\n"), DataEnd::Invalid);
         assert_eq!(data_end(b"\r"), DataEnd::Partial);
         assert_eq!(data_end(b"xy"), DataEnd::Invalid);
-        assert_eq!(trailers_end(b"\r\nGET"), Some(2));
-        assert_eq!(trailers_end(b"X: 1\r\n\r\nGET"), Some(8));
-        assert_eq!(trailers_end(b"X: 1\n\n"), Some(6));
-        assert_eq!(trailers_end(b"X: 1\r\n"), None);
+        assert_eq!(trailers_end(b"\r\nGET"), TrailersEnd::Complete(2));
+        assert_eq!(trailers_end(b"X: 1\r\n\r\nGET"), TrailersEnd::Complete(8));
+        assert_eq!(trailers_end(b"X: 1\r\n"), TrailersEnd::Partial);
+        assert_eq!(trailers_end(b"X: \x01\r\n\r\n"), TrailersEnd::Invalid);
+        assert_eq!(trailers_end(b"X 1\r\n\r\n"), TrailersEnd::Invalid);
         for n in [0usize, 9, 10, 255, 4096, 0x1234_5678, usize::MAX] {
             let mut out = Vec::new();
             put_size(&mut out, n);

@@ -91,19 +91,20 @@ fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
         Ok(httparse::Status::Complete(len)) if len == head.len() => {}
         _ => return Err(Hyper::Rest),
     }
-    let (Some(path), Some(method), Some(1)) = (parsed.path, parsed.method, parsed.version) else {
+    let (Some(path), Some(method), Some(minor)) = (parsed.path, parsed.method, parsed.version)
+    else {
         return Err(Hyper::Rest);
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Hyper::Rest)?;
-    if !path.starts_with('/') {
-        // Absolute-form (or `*`, or CONNECT's authority): hyper reads it, the request
-        // checks judge it. Its body, if any, is hyper's to find the end of.
-        return Err(Hyper::Rest);
-    }
-    let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes())).map_err(|_| Hyper::Rest)?;
+    let mut body = Body {
+        // HTTP/1.0 (its keep-alive rules are hyper's) and targets other than origin-form
+        // (absolute-form, `*`, CONNECT's authority) are read by hyper, one at a time.
+        hand_over: minor != 1 || !path.starts_with('/'),
+        http10: minor == 0,
+        ..Body::default()
+    };
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     let mut close = false;
-    let mut body = Body::default();
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Hyper::Rest)?;
         let value =
@@ -123,6 +124,7 @@ fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
     if let Some(length) = body.message_length(head.len() as u64)? {
         return Err(Hyper::OneRequest(length));
     }
+    let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes())).map_err(|_| Hyper::Rest)?;
     let mut req = Request::new(ClientBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -137,8 +139,11 @@ struct Body {
     length: Option<u64>,
     /// Present: whether the last coding is chunked.
     chunked: Option<bool>,
-    /// Something else hyper must see (`Expect`, an `Upgrade` token the proxy drops).
+    /// Something else hyper must see (`Expect`, an `Upgrade` token the proxy drops,
+    /// HTTP/1.0, a target that is not origin-form).
     hand_over: bool,
+    /// HTTP/1.0, which has no chunked coding (hyper answers 400 and closes).
+    http10: bool,
 }
 
 impl Body {
@@ -166,6 +171,7 @@ impl Body {
     /// connection).
     fn message_length(&self, head: u64) -> Result<Option<MessageLength>, Hyper> {
         match (self.chunked, self.length) {
+            (Some(_), _) if self.http10 => Err(Hyper::Rest),
             (Some(_), Some(_)) | (Some(false), None) => Err(Hyper::Rest),
             (Some(true), None) => Ok(Some(MessageLength::Chunked { head })),
             (None, Some(len)) if len > 0 || self.hand_over => {
@@ -237,9 +243,17 @@ mod tests {
                 b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
                 Hyper::Rest,
             ),
-            (b"GET / HTTP/1.0\r\n\r\n", Hyper::Rest),
-            (b"GET http://x/ HTTP/1.1\r\n\r\n", Hyper::Rest),
-            (b"OPTIONS * HTTP/1.1\r\n\r\n", Hyper::Rest),
+            (b"GET / HTTP/1.0\r\n\r\n", one(Len(18))),
+            (
+                b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\nab",
+                one(Len(40)),
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Hyper::Rest,
+            ),
+            (b"GET http://x/ HTTP/1.1\r\n\r\n", one(Len(26))),
+            (b"OPTIONS * HTTP/1.1\r\n\r\n", one(Len(22))),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Hyper::Rest),
             (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", Hyper::Rest),
             (b"GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", Hyper::Rest),

@@ -126,6 +126,11 @@ impl Forwarding {
         if is_hop_by_hop(name) || *name == X_FORWARDED_FOR || *name == X_REAL_IP {
             return false;
         }
+        // `Expect: 100-continue` was answered on this hop (hyper sends the 100 when the
+        // body is first read), as nginx does; the app must not answer it again.
+        if *name == header::EXPECT {
+            return false;
+        }
         if reads_as_forwarding(name.as_str()) {
             return false;
         }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::uri::Authority;
 use http_body::{Body, Frame, SizeHint};
 
@@ -15,19 +15,19 @@ use super::client::UpstreamClient;
 use super::exchange::{Conn, Upload};
 use super::wire::{Framing, WireError};
 use crate::body::Body as ResponseBody;
-use crate::http1::chunked::{self, DataEnd, SizeLine};
+use crate::http1::chunked::{self, DataEnd, SizeLine, TrailersEnd};
 
 /// Read buffer growth for bodies (each read is at most one frame).
 const BODY_CHUNK: usize = 64 * 1024;
 /// Longest trailer section accepted.
-const MAX_LINE: usize = 16 * 1024;
+const MAX_TRAILERS: usize = 16 * 1024;
 
 pub struct UpstreamBody {
     conn: Option<Conn>,
     /// The rest of the request body, sent on while the response is read (an app that
     /// streams its answer while reading, such as an echo).
     upload: Option<Upload>,
-    state: State,
+    decoder: Decoder,
     /// Where the connection goes when the body ended cleanly, if it may be reused.
     home: Option<Home>,
 }
@@ -35,6 +35,15 @@ pub struct UpstreamBody {
 pub struct Home {
     pub client: Arc<UpstreamClient>,
     pub authority: Authority,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body's framing, decoded from the bytes read so far. No I/O: the same code
+/// reads proxied responses here and the differential fuzzer's byte streams.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +57,100 @@ enum State {
     Done,
 }
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+/// What the buffered bytes gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    /// Nothing more until more bytes arrive (or the stream ends: `Decoder::at_end`).
+    More,
+    Done,
+    Invalid,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Self {
+        let state = match framing {
+            Framing::Empty | Framing::Upgrade => State::Length(0),
+            Framing::Length(len) => State::Length(len),
+            Framing::Chunked => State::ChunkSize,
+            Framing::UntilClose => State::UntilClose,
+        };
+        Decoder { state }
+    }
+
+    /// Whether the body has ended (its last data may just have been returned).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    /// The body's length if it is known and the whole of it is in `buf`.
+    fn whole_in(&self, buf: &[u8]) -> Option<u64> {
+        match self.state {
+            State::Length(len) if buf.len() as u64 >= len => Some(len),
+            _ => None,
+        }
+    }
+
+    /// Takes what it can from `buf`: body data, or the framing around it.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Step {
+        loop {
+            match self.state {
+                State::Done => return Step::Done,
+                State::Length(0) => self.state = State::Done,
+                State::Length(left) | State::ChunkData(left) if !buf.is_empty() => {
+                    let take = left.min(buf.len() as u64);
+                    let data = buf.split_to(take as usize).freeze();
+                    self.state = match self.state {
+                        State::ChunkData(_) if take == left => State::ChunkEnd,
+                        State::ChunkData(_) => State::ChunkData(left - take),
+                        _ => State::Length(left - take),
+                    };
+                    return Step::Data(data);
+                }
+                State::UntilClose if !buf.is_empty() => return Step::Data(buf.split().freeze()),
+                State::ChunkSize => match chunked::parse_size_line(buf) {
+                    SizeLine::Complete { used, size } => {
+                        buf.advance(used);
+                        self.state = match size {
+                            0 => State::Trailers,
+                            size => State::ChunkData(size),
+                        };
+                    }
+                    SizeLine::Partial => return Step::More,
+                    SizeLine::Invalid => return Step::Invalid,
+                },
+                State::ChunkEnd => match chunked::data_end(buf) {
+                    DataEnd::Complete(used) => {
+                        buf.advance(used);
+                        self.state = State::ChunkSize;
+                    }
+                    DataEnd::Partial => return Step::More,
+                    DataEnd::Invalid => return Step::Invalid,
+                },
+                State::Trailers => match chunked::trailers_end(buf) {
+                    TrailersEnd::Complete(used) => {
+                        buf.advance(used);
+                        self.state = State::Done;
+                    }
+                    TrailersEnd::Partial if buf.len() <= MAX_TRAILERS => return Step::More,
+                    TrailersEnd::Partial | TrailersEnd::Invalid => return Step::Invalid,
+                },
+                State::Length(_) | State::ChunkData(_) | State::UntilClose => return Step::More,
+            }
+        }
+    }
+
+    /// The stream ended: the end of a close-delimited body, a truncation of any other.
+    pub fn at_end(&mut self) -> bool {
+        match self.state {
+            State::UntilClose | State::Done | State::Length(0) => {
+                self.state = State::Done;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 impl UpstreamBody {
     /// The response body. When it is already whole in the read buffer (a small response),
@@ -59,29 +161,21 @@ impl UpstreamBody {
         home: Option<Home>,
         upload: Option<Upload>,
     ) -> ResponseBody {
-        let state = match framing {
-            Framing::Empty | Framing::Upgrade => State::Length(0),
-            Framing::Length(len) => State::Length(len),
-            Framing::Chunked => State::ChunkSize,
-            Framing::UntilClose => State::UntilClose,
-        };
-        if let State::Length(len) = state {
-            if conn.buf.len() as u64 >= len {
-                let bytes = conn.buf.split_to(len as usize).freeze();
-                release(conn, home);
-                return ResponseBody::full(bytes);
-            }
+        let decoder = Decoder::new(framing);
+        if let Some(len) = decoder.whole_in(&conn.buf) {
+            let bytes = conn.buf.split_to(len as usize).freeze();
+            release(conn, home);
+            return ResponseBody::full(bytes);
         }
         ResponseBody::upstream(Box::new(UpstreamBody {
             conn: Some(conn),
             upload,
-            state,
+            decoder,
             home,
         }))
     }
 
     fn finish(&mut self) {
-        self.state = State::Done;
         if let Some(conn) = self.conn.take() {
             release(conn, self.home.take());
         }
@@ -120,95 +214,41 @@ impl Body for UpstreamBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match this.state {
-                State::Done => {
+            match this.decoder.step(&mut conn.buf) {
+                Step::Data(data) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Step::Done => {
                     this.finish();
                     return Poll::Ready(None);
                 }
-                State::Length(0) => this.state = State::Done,
-                State::Length(left) | State::ChunkData(left) if !conn.buf.is_empty() => {
-                    let take = left.min(conn.buf.len() as u64);
-                    let data = conn.buf.split_to(take as usize).freeze();
-                    this.state = match this.state {
-                        State::ChunkData(_) if take == left => State::ChunkEnd,
-                        State::ChunkData(_) => State::ChunkData(left - take),
-                        _ => State::Length(left - take),
-                    };
-                    if this.state == State::Length(0) {
-                        this.finish();
+                Step::Invalid => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
+                Step::More => {
+                    if ready!(conn.poll_fill(cx, BODY_CHUNK))? > 0 {
+                        continue;
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                State::UntilClose if !conn.buf.is_empty() => {
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                State::ChunkSize => match chunked::parse_size_line(&conn.buf) {
-                    SizeLine::Complete { used, size: 0 } => {
-                        conn.buf.advance(used);
-                        this.state = State::Trailers;
-                    }
-                    SizeLine::Complete { used, size } => {
-                        conn.buf.advance(used);
-                        this.state = State::ChunkData(size);
-                    }
-                    SizeLine::Partial => {
-                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
-                            return Poll::Ready(Some(Err(truncated())));
-                        }
-                    }
-                    SizeLine::Invalid => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
-                },
-                State::ChunkEnd if !conn.buf.is_empty() => match chunked::data_end(&conn.buf) {
-                    DataEnd::Complete(used) => {
-                        conn.buf.advance(used);
-                        this.state = State::ChunkSize;
-                    }
-                    DataEnd::Partial => {
-                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
-                            return Poll::Ready(Some(Err(truncated())));
-                        }
-                    }
-                    DataEnd::Invalid => return Poll::Ready(Some(Err(WireError::Chunked.into()))),
-                },
-                State::Trailers if !conn.buf.is_empty() => match chunked::trailers_end(&conn.buf) {
-                    Some(used) => {
-                        conn.buf.advance(used);
-                        this.state = State::Done;
-                    }
-                    None if conn.buf.len() > MAX_LINE => {
-                        return Poll::Ready(Some(Err(WireError::Chunked.into())))
-                    }
-                    None => {
-                        if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
-                            return Poll::Ready(Some(Err(truncated())));
-                        }
-                    }
-                },
-                State::UntilClose => {
-                    if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
-                        // The end of the stream is the end of this body; the connection
-                        // is closed, not pooled.
-                        this.home = None;
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                }
-                State::Length(_) | State::ChunkData(_) | State::ChunkEnd | State::Trailers => {
-                    if ready!(conn.poll_fill(cx, BODY_CHUNK))? == 0 {
+                    if !this.decoder.at_end() {
                         return Poll::Ready(Some(Err(truncated())));
                     }
+                    // The end of the stream is the end of this body; the connection is
+                    // closed, not pooled.
+                    this.home = None;
+                    this.finish();
+                    return Poll::Ready(None);
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done | State::Length(0))
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
+        match self.decoder.state {
             State::Length(left) => SizeHint::with_exact(left),
             State::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
