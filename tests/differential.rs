@@ -181,3 +181,13 @@ fn a_body_hyper_refuses_ends_the_connection() {
         "{outcome:#?}"
     );
 }
+
+/// Found by the fuzzer: trailers that neither side can finish (a bare LF before the
+/// empty line) once left switchyard waiting for bytes hyper had been denied.
+#[test]
+fn trailers_that_never_end_do_not_hang() {
+    let input = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: PUT /x HTPRI ** Hn HTTP/1.1\r\nHost\xc8\xdf\x97\xf2\n\r\n";
+    let pieces: [&[u8]; 3] = [&input[..16], &input[16..48], &input[48..]];
+    let outcome = requests::run(&pieces);
+    assert!(outcome.verdict().is_ok(), "{outcome:#?}");
+}
