@@ -13,7 +13,7 @@ mod request_body;
 mod response_body;
 mod send;
 mod upgrade;
-mod wire;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ use crate::snapshot::Snapshot;
 use exchange::Outgoing;
 use request_body::RequestBody;
 use response_body::Home;
-pub use response_body::UpstreamBody;
+pub use response_body::{Decoder, Step, UpstreamBody};
 use wire::Framing;
 
 /// The client end of a connection, rendered once per connection.

@@ -167,6 +167,12 @@ pub fn parse_response(
         }
         false => (mapped(&head, res.headers, &mut hop, status)?, None),
     };
+    if version == Version::HTTP_10 && hop.transfer_encoding.is_some() {
+        // RFC 9112 6.1: faulty framing (hyper's client refuses it too).
+        return Err(WireError::Header(
+            "transfer-encoding in an HTTP/1.0 response".into(),
+        ));
+    }
     let (framing, reusable) = framing(status, version, &hop, head_request);
     Ok(Parsed::Final(ResponseHead {
         status,
