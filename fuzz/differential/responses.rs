@@ -126,11 +126,15 @@ fn ours(pieces: &[&[u8]], head_request: bool, closes: bool) -> Option<Read> {
     })
 }
 
+/// By name (the order of different names means nothing; a `HeaderMap` that lost one may
+/// have moved another), each name's values in their order.
 fn list(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
-    headers
+    let mut list: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect()
+        .collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    list
 }
 
 /// hyper's reading, with the headers switchyard would relay: neither hop-by-hop ones,
