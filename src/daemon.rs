@@ -13,6 +13,7 @@ use crate::reload;
 use crate::server::{self, Server};
 use crate::signals::{notify, Intent, Signals};
 use crate::snapshot::Shared;
+use crate::socket_activation::{ActivationError, Passed};
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -32,14 +33,31 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("cannot start threads: {0}")]
     Workers(std::io::Error),
+    #[error("socket activation: {0}")]
+    Activation(#[from] ActivationError),
 }
 
 /// Runs until SIGTERM/SIGINT and a graceful shutdown; errors are startup failures.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let config = config::load(config_path)?;
     let mut signals = Signals::install().map_err(StartError::Signals)?;
-    let listeners = server::bind(&config.server.listen)
-        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+    let mut passed = Passed::from_env()?;
+    let listeners = match passed.as_mut() {
+        Some(passed) => {
+            let listeners = passed.take_listen(&config.server.listen)?;
+            tracing::info!("socket-activated: serving on the passed sockets");
+            listeners
+        }
+        None => server::bind(&config.server.listen)
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?,
+    };
+    let admin_passed = config
+        .server
+        .admin_listen
+        .and_then(|addr| passed.as_mut()?.take(addr));
+    if let Some(passed) = passed {
+        passed.finish()?;
+    }
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -55,7 +73,11 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
     }
     if let Some(addr) = server_cfg.admin_listen {
-        let admin = admin::bind(addr)
+        let admin = admin_passed
+            .map_or_else(
+                || admin::bind(addr),
+                |l| l.set_nonblocking(true).map(|()| l),
+            )
             .and_then(tokio::net::TcpListener::from_std)
             .map_err(|source| StartError::Bind { addr, source })?;
         tracing::info!("admin interface on {addr}: /status, /metrics");

@@ -35,6 +35,16 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Validate the file, SIGHUP the daemon ($MAINPID under systemd, else pid_file) and
+    /// wait until it reports the new generation (exit 0) or the refusal (exit 1)
+    Reload,
+    /// The daemon's state from admin_listen's /status: exit 0 when the active upstream is
+    /// up, 3 otherwise
+    Status {
+        /// The /status document as JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +56,8 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(&path),
         Some(Command::Switch { name, no_wait }) => switch(&path, &name, !no_wait),
+        Some(Command::Reload) => report(switchyard::cli::reload::run(&path)),
+        Some(Command::Status { json }) => status(&path, json),
         None => run(&path),
     }
 }
@@ -64,10 +76,34 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn switch(path: &std::path::Path, name: &str, wait: bool) -> ExitCode {
-    match switchyard::switch::run(path, name, wait) {
+    report(switchyard::cli::switch::run(path, name, wait))
+}
+
+/// A command's message on stdout (exit 0) or its error on stderr (exit 1).
+fn report<E: std::fmt::Display>(outcome: Result<String, E>) -> ExitCode {
+    match outcome {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(path: &std::path::Path, json: bool) -> ExitCode {
+    match switchyard::cli::status::run(path, json) {
+        Ok((text, healthy)) => {
+            print!("{text}");
+            if json {
+                println!();
+            }
+            match healthy {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(switchyard::cli::status::UNHEALTHY),
+            }
         }
         Err(e) => {
             eprintln!("{e}");

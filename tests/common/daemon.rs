@@ -41,10 +41,46 @@ impl Daemon {
     pub fn start_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.path().join("switchyard.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .envs(env.iter().copied())
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&path).envs(env.iter().copied());
+        Daemon::spawn(command, dir, path)
+    }
+
+    /// Starts the daemon the way systemd's socket activation does: `listener` passed as
+    /// fd 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (`sh` sets it to `$$` and then
+    /// execs the daemon, which keeps the pid). `config` is written as `switchyard.toml`
+    /// in `dir` unless it is empty (the file is already there).
+    pub fn start_activated(
+        dir: tempfile::TempDir,
+        config: &str,
+        listener: &std::net::TcpListener,
+    ) -> Daemon {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let path = dir.path().join("switchyard.toml");
+        if !config.is_empty() {
+            std::fs::write(&path, config).expect("write config");
+        }
+        let fd = listener.as_raw_fd();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --config \"$1\"")
+            .arg(BIN)
+            .arg(&path);
+        // SAFETY: dup2 is async-signal-safe; it runs in the forked child before exec and
+        // clears close-on-exec on fd 3, which the daemon then adopts.
+        unsafe {
+            command.pre_exec(move || match libc::dup2(fd, 3) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            });
+        }
+        Daemon::spawn(command, dir, path)
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir, path: PathBuf) -> Daemon {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

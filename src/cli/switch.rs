@@ -12,15 +12,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::running::{daemon_pid, report, sighup, unix_now, PidError, Reported};
 use crate::config::{self, Config, ConfigError};
-use crate::proxy::probe;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -32,10 +31,10 @@ pub enum SwitchError {
         "{file}: active is not a plain `active = \"...\"` line at the top of the file: {reason}"
     )]
     Edit { file: String, reason: String },
-    #[error("server.pid_file is not set in {0}: cannot tell which daemon to reload")]
-    NoPidFile(String),
-    #[error("cannot read pid file {path}: {reason} (is switchyard running?)")]
-    Pid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Pid(#[from] PidError),
+    #[error("cannot signal pid {pid}: {source}")]
+    Signal { pid: i32, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -47,15 +46,6 @@ pub enum SwitchError {
         reason: String,
         file: String,
     },
-}
-
-/// What the daemon reports about itself.
-#[derive(Debug, Clone, PartialEq)]
-struct Reported {
-    active: String,
-    generation: u64,
-    /// From `/status` only: (unix seconds, ok, message) of the last reload.
-    last_reload: Option<(f64, bool, String)>,
 }
 
 pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
@@ -71,18 +61,13 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
         reason,
     })?;
     let next = config::parse(path, &edited)?;
-    let pid = read_pid(&next, &file)?;
+    let pid = daemon_pid(&next, &file)?;
     let before = wait.then(|| report(&next)).flatten();
     write_atomically(path, &edited)?;
     let signalled_at = unix_now();
-    // SAFETY: kill(2) with a pid read from the daemon's pid file; no memory is involved.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        let reason = std::io::Error::last_os_error();
+    if let Err(source) = sighup(pid) {
         restore(path, &original)?;
-        return Err(SwitchError::Pid {
-            path: next.server.pid_file.clone().unwrap_or_default(),
-            reason: format!("cannot signal pid {pid}: {reason}"),
-        });
+        return Err(SwitchError::Signal { pid, source });
     }
     if !wait {
         return Ok(format!(
@@ -97,10 +82,6 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
         )),
         Err(reason) => {
             restore(path, &original)?;
-            // Let the daemon re-read the restored file too, so file and daemon agree even
-            // if the refused reload is still in progress.
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGHUP) };
             Err(SwitchError::Refused {
                 name: name.to_owned(),
                 reason,
@@ -122,33 +103,9 @@ fn set_active(text: &str, name: &str) -> Result<String, String> {
     Ok(doc.to_string())
 }
 
-fn read_pid(config: &Config, file: &str) -> Result<i32, SwitchError> {
-    let path = config
-        .server
-        .pid_file
-        .clone()
-        .ok_or_else(|| SwitchError::NoPidFile(file.to_owned()))?;
-    let text = fs::read_to_string(&path).map_err(|e| SwitchError::Pid {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let pid: i32 = text.trim().parse().map_err(|_| SwitchError::Pid {
-        path: path.clone(),
-        reason: format!("{:?} is not a pid", text.trim()),
-    })?;
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
-        return Err(SwitchError::Pid {
-            path,
-            reason: format!("no process {pid}"),
-        });
-    }
-    Ok(pid)
-}
-
 /// Temp file beside the original (same filesystem, so rename is atomic), same mode,
 /// fsynced before the rename and the directory after it.
-fn write_atomically(path: &Path, text: &str) -> Result<(), SwitchError> {
+pub(super) fn write_atomically(path: &Path, text: &str) -> Result<(), SwitchError> {
     let err = |source| SwitchError::Write {
         path: path.to_owned(),
         source,
@@ -196,10 +153,12 @@ fn await_switch(
             if r.active == name && r.generation >= min_generation {
                 return Ok(r);
             }
-            if let Some((at, false, message)) = &r.last_reload {
-                if *at >= since {
-                    return Err(message.clone());
-                }
+            if let Some(last) = r
+                .last_reload
+                .as_ref()
+                .filter(|l| !l.ok && l.at_unix >= since)
+            {
+                return Err(last.message.clone());
             }
             last = Some(r);
         }
@@ -214,62 +173,6 @@ fn await_switch(
             format!("the daemon did not answer on its health or status endpoint within {WAIT:?}")
         }
     })
-}
-
-/// Asks the daemon: `/status` on `admin_listen` when configured and answering (it tells
-/// why a reload failed), else `health_path` on the first listener.
-fn report(cfg: &Config) -> Option<Reported> {
-    let from_status = cfg
-        .server
-        .admin_listen
-        .and_then(|admin| http_get(loopback(admin), "/status"));
-    let body = match from_status {
-        Some(body) => body,
-        None => {
-            let listen = *cfg.server.listen.first()?;
-            http_get(loopback(listen), &cfg.server.health_path)?
-        }
-    };
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let last_reload = v.get("last_reload").and_then(|r| {
-        Some((
-            r.get("at_unix")?.as_f64()?,
-            r.get("ok")?.as_bool()?,
-            r.get("message")?.as_str()?.to_owned(),
-        ))
-    });
-    Some(Reported {
-        active: v.get("active")?.as_str()?.to_owned(),
-        generation: v.get("generation")?.as_u64()?,
-        last_reload,
-    })
-}
-
-/// A wildcard listen address is reached on loopback.
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => {
-            SocketAddr::from(([127, 0, 0, 1], a.port()))
-        }
-        SocketAddr::V6(a) if a.ip().is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
-        }
-        other => other,
-    }
-}
-
-/// A GET of one of the daemon's own endpoints (the proxy's client, `probe`): the body of
-/// a 200, or `None`.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let answer = probe::get_blocking(addr, &addr.to_string(), path, 1 << 20)?;
-    (answer.status == http::StatusCode::OK)
-        .then(|| String::from_utf8_lossy(&answer.body).into_owned())
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

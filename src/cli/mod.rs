@@ -1,0 +1,6 @@
+//! The commands that act on a running daemon: `switch`, `reload`, `status`.
+
+pub mod reload;
+pub mod running;
+pub mod status;
+pub mod switch;
