@@ -54,8 +54,9 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// How long shutdown waits for the first request of a connection accepted just before it.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for a request that may be on its way on a connection with none
+/// in progress.
+const NEXT_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// Serves the connection on `stream` until it ends.
 pub async fn serve<S: Socket, R: Respond>(
@@ -67,13 +68,10 @@ pub async fn serve<S: Socket, R: Respond>(
     let clock = ConnClock::new();
     let mut io = ClockedIo::new(stream, Arc::clone(&clock));
     let mut read = Bytes::new();
-    let mut fresh = true;
     loop {
-        let served = serve_plain(&mut io, read, fresh, &ctx, &clock, &mut stop).await;
-        let Some(ended) = served else {
+        let Some(ended) = serve_plain(&mut io, read, &ctx, &clock, &mut stop).await else {
             return;
         };
-        fresh = false;
         match ended {
             Ok(http1::Ended::HandOff { read: rest, to }) => {
                 io.put_back(rest);
@@ -97,7 +95,6 @@ pub async fn serve<S: Socket, R: Respond>(
 async fn serve_plain<S: Socket, R: Respond>(
     io: &mut ClockedIo<S>,
     read: Bytes,
-    fresh: bool,
     ctx: &Arc<R>,
     clock: &Arc<ConnClock>,
     stop: &mut watch::Receiver<bool>,
@@ -117,20 +114,22 @@ async fn serve_plain<S: Socket, R: Respond>(
                 slow_headers();
                 None
             }
-            // A new connection accepted as shutdown began carries a request that is on its
-            // way (a restart with the socket held must refuse nothing): it gets a moment
-            // to arrive, and is answered with `Connection: close`. A client that sends
-            // nothing, or only part of a head, does not hold shutdown up for longer.
-            Control::Stop if fresh && !state.has_served() => {
+            // Between requests at shutdown, the next request may already be on its way
+            // (a new connection accepted as shutdown began; a keep-alive client that sends
+            // its next request as soon as it has the previous answer): a restart must
+            // refuse nothing, so it gets a moment to arrive and is answered with
+            // `Connection: close`. A client that sends nothing, or only part of a head,
+            // does not hold shutdown up for longer.
+            Control::Stop if !state.is_busy() => {
                 state.close_after_this();
-                let grace = ctx.timeouts().0.min(FIRST_REQUEST_GRACE);
+                let grace = ctx.timeouts().0.min(NEXT_REQUEST_GRACE);
                 tokio::select! {
                     biased;
                     ended = served.as_mut() => Some(ended),
                     _ = tokio::time::sleep(grace) => None,
                 }
             }
-            Control::Stop | Control::Expired(Expired::Idle) if !state.is_busy() => None,
+            Control::Expired(Expired::Idle) if !state.is_busy() => None,
             // Shutdown: the request in progress finishes (`shutdown_timeout` bounds it).
             Control::Stop => {
                 state.close_after_this();

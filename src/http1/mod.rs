@@ -53,8 +53,6 @@ pub enum Ended {
 pub struct State {
     busy: AtomicBool,
     closing: AtomicBool,
-    /// A request has begun here.
-    served: AtomicBool,
 }
 
 impl State {
@@ -63,11 +61,6 @@ impl State {
     /// head counts as nothing, as in hyper's graceful shutdown).
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Relaxed)
-    }
-
-    /// Whether a request has begun on this `serve`.
-    pub fn has_served(&self) -> bool {
-        self.served.load(Ordering::Relaxed)
     }
 
     /// Ends the connection after the response in progress (with `Connection: close`, if
@@ -102,7 +95,6 @@ where
             Some(Parsed::Partial) | None => return Ok(Ended::Closed),
         };
         state.busy.store(true, Ordering::Relaxed);
-        state.served.store(true, Ordering::Relaxed);
         let head_request = req.method() == Method::HEAD;
         let res = respond(req).await;
         let close = close || state.closing.load(Ordering::Relaxed);
