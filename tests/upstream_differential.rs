@@ -129,3 +129,13 @@ fn the_harness_sees_what_it_should() {
     assert_eq!(outcome.ours.as_ref().unwrap().body, None, "{outcome:#?}");
     assert_eq!(outcome.hyper.as_ref().unwrap().body, None, "{outcome:#?}");
 }
+
+/// Found by the fuzzer: a trailer section with a bare LF inside, which httparse reads as
+/// two fields and hyper refuses, must not end a body cleanly.
+#[test]
+fn trailers_with_a_bare_lf_cut_the_body() {
+    let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;\xff\r\nA: c\xffhue\nB: chunked\r\n\r\n";
+    let outcome = responses::run(&[input], false, false);
+    assert!(outcome.verdict().is_ok(), "{outcome:#?}");
+    assert_eq!(outcome.ours.and_then(|r| r.body), None);
+}

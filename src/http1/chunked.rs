@@ -121,9 +121,24 @@ pub fn trailers_end(buf: &[u8]) -> TrailersEnd {
         return TrailersEnd::Partial;
     };
     let end = at + 4;
+    let section = &buf[..end];
+    // CRLF only, as in the size lines; each field a valid name and value (hyper's checks).
+    let bare_lf = memchr::memchr_iter(b'\n', section).any(|i| i == 0 || section[i - 1] != b'\r');
+    if bare_lf {
+        return TrailersEnd::Invalid;
+    }
     let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
-    match httparse::parse_headers(&buf[..end], &mut fields) {
-        Ok(httparse::Status::Complete((used, _))) if used == end => TrailersEnd::Complete(end),
+    match httparse::parse_headers(section, &mut fields) {
+        Ok(httparse::Status::Complete((used, fields))) if used == end => {
+            let valid = fields.iter().all(|f| {
+                http::HeaderName::from_bytes(f.name.as_bytes()).is_ok()
+                    && http::HeaderValue::from_bytes(f.value).is_ok()
+            });
+            match valid {
+                true => TrailersEnd::Complete(end),
+                false => TrailersEnd::Invalid,
+            }
+        }
         _ => TrailersEnd::Invalid,
     }
 }
@@ -321,6 +336,7 @@ mod tests {
         assert_eq!(trailers_end(b"X: 1\r\n"), TrailersEnd::Partial);
         assert_eq!(trailers_end(b"X: \x01\r\n\r\n"), TrailersEnd::Invalid);
         assert_eq!(trailers_end(b"X 1\r\n\r\n"), TrailersEnd::Invalid);
+        assert_eq!(trailers_end(b"X: 1\nY: 2\r\n\r\n"), TrailersEnd::Invalid);
         for n in [0usize, 9, 10, 255, 4096, 0x1234_5678, usize::MAX] {
             let mut out = Vec::new();
             put_size(&mut out, n);
