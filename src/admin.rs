@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::metrics;
-use crate::snapshot::Shared;
+use crate::snapshot::{ReloadOutcome, Shared};
 
 /// Accepts admin connections until the process ends.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -88,9 +88,14 @@ pub fn status(shared: &Shared) -> serde_json::Value {
             })
         })
         .collect();
-    let last_reload = shared
-        .last_reload()
-        .map(|r| serde_json::json!({"ok": r.ok, "at_unix": unix(r.at), "message": r.message}));
+    let last_reload = shared.last_reload().map(|r| {
+        serde_json::json!({
+            "ok": r.outcome == ReloadOutcome::Ok,
+            "result": r.outcome.as_str(),
+            "at_unix": unix(r.at),
+            "message": r.message,
+        })
+    });
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": shared.started.elapsed().map_or(0, |d| d.as_secs()),

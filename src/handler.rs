@@ -62,20 +62,23 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
             Ok(health::ready(snap, ctx.shared).await),
             Served::by(RouteKind::Endpoint),
         ),
-        Decision::RouteSlash => (
-            Ok(static_files::redirect_to_slash(
-                req.uri().path(),
-                req.uri().query(),
-            )),
-            Served::by(RouteKind::Route),
-        ),
+        Decision::RouteSlash => {
+            let mut res = static_files::redirect_to_slash(req.uri().path(), req.uri().query());
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                // RFC 9110 15.4.9: a 301 lets clients retry a POST as GET; 308 keeps it.
+                *res.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+                *res.body_mut() = crate::body::Body::full("308 permanent redirect\n");
+            }
+            (Ok(res), Served::by(RouteKind::Route))
+        }
         Decision::Route(route) => {
             let strip = route
                 .strip_prefix
                 .then(|| route.path_prefix.as_ref().map(|p| p.base.as_str()))
                 .flatten();
-            let served = Served::proxied(RouteKind::Route, &route.upstream);
-            (ctx.proxy(req, &route.upstream, strip).await, served)
+            let upstream = route.upstream(&snap.config.active);
+            let served = Served::proxied(RouteKind::Route, upstream);
+            (ctx.proxy(req, upstream, strip).await, served)
         }
         Decision::Local => {
             // The web root first, then `fallback` (inline rather than an async fn of its

@@ -40,9 +40,8 @@ async fn active_is_up(snap: &Snapshot, shared: &Shared) -> bool {
         return state.up;
     }
     let result = health_checks::check(active, timeout).await;
-    let up = result.is_ok();
-    shared.health.record(active, result);
-    up
+    let thresholds = health_checks::Thresholds::of(proxy);
+    shared.health.record(active, result, thresholds)
 }
 
 fn json_response(status: StatusCode, body: Body) -> Response<Body> {

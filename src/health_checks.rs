@@ -21,10 +21,10 @@ use crate::config::{ProxySettings, Upstream};
 use crate::proxy::probe;
 use crate::snapshot::Shared;
 
-/// A probe waits no longer than a connection attempt would, and never long enough to make
-/// a load balancer's health check time out.
+/// How long one check may take (`health_timeout`): the periodic ones, the one `ready_path`
+/// runs when the table has nothing recent, and a switching reload's.
 pub fn probe_timeout(proxy: &ProxySettings) -> Duration {
-    proxy.connect_timeout.min(Duration::from_secs(2))
+    proxy.health_timeout
 }
 
 /// Checks `upstream` once: its health path if it has one, else a TCP connect.
@@ -57,13 +57,32 @@ pub struct UpstreamState {
     /// When it last changed between up and down.
     pub since: SystemTime,
     pub checked: Instant,
+    /// The last check's failure (also while still up, before `health_fall` of them).
     pub error: Option<String>,
+    /// Consecutive checks that disagreed with `up`.
+    streak: u32,
 }
 
 /// Upstream states by name (and URL, so a renamed or moved upstream starts fresh).
 #[derive(Default)]
 pub struct HealthTable {
     states: Mutex<HashMap<(String, String), UpstreamState>>,
+}
+
+/// How many checks in a row change an upstream's state (HAProxy's fall and rise).
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub fall: u32,
+    pub rise: u32,
+}
+
+impl Thresholds {
+    pub fn of(proxy: &ProxySettings) -> Self {
+        Thresholds {
+            fall: proxy.health_fall,
+            rise: proxy.health_rise,
+        }
+    }
 }
 
 impl HealthTable {
@@ -78,29 +97,60 @@ impl HealthTable {
         self.states.lock().ok()?.get(&key(upstream)).cloned()
     }
 
-    /// Records a check result, logging only a change of state.
-    pub fn record(&self, upstream: &Upstream, result: Result<(), String>) {
+    /// Records a check result and returns whether the upstream counts as up now. The first
+    /// check of an upstream decides its state; after that it takes `fall` failures in a row
+    /// to go down and `rise` passes in a row to come back, so one slow answer under load
+    /// does not flip `ready_path` (a load balancer would deregister a busy host). Only
+    /// changes are logged.
+    pub fn record(&self, upstream: &Upstream, result: Result<(), String>, t: Thresholds) -> bool {
         let Ok(mut states) = self.states.lock() else {
-            return;
+            return result.is_ok();
         };
-        let up = result.is_ok();
-        let previous = states.get(&key(upstream)).map(|s| (s.up, s.since));
-        let since = match previous {
-            Some((was_up, since)) if was_up == up => since,
-            _ => {
-                log_change(upstream, previous.map(|p| p.0), &result);
-                SystemTime::now()
+        let passed = result.is_ok();
+        let next = match states.get(&key(upstream)) {
+            None => {
+                log_change(upstream, None, &result);
+                fresh_state(passed, 0)
+            }
+            Some(s) if s.up == passed => UpstreamState {
+                streak: 0,
+                ..s.clone()
+            },
+            Some(s) => {
+                let streak = s.streak + 1;
+                let needed = if s.up { t.fall } else { t.rise };
+                match streak >= needed.max(1) {
+                    true => {
+                        log_change(upstream, Some(s.up), &result);
+                        fresh_state(passed, 0)
+                    }
+                    false => UpstreamState {
+                        streak,
+                        ..s.clone()
+                    },
+                }
             }
         };
+        let up = next.up;
         states.insert(
             key(upstream),
             UpstreamState {
-                up,
-                since,
                 checked: Instant::now(),
                 error: result.err(),
+                ..next
             },
         );
+        up
+    }
+}
+
+fn fresh_state(up: bool, streak: u32) -> UpstreamState {
+    UpstreamState {
+        up,
+        since: SystemTime::now(),
+        checked: Instant::now(),
+        error: None,
+        streak,
     }
 }
 
@@ -111,7 +161,7 @@ fn key(upstream: &Upstream) -> (String, String) {
 fn log_change(upstream: &Upstream, was: Option<bool>, result: &Result<(), String>) {
     match (was, result) {
         (None, Ok(())) => tracing::info!("upstream {} ({}) is up", upstream.name, upstream.url),
-        (_, Ok(())) => tracing::warn!("upstream {} ({}) is up again", upstream.name, upstream.url),
+        (_, Ok(())) => tracing::info!("upstream {} ({}) is up again", upstream.name, upstream.url),
         (_, Err(e)) => {
             tracing::error!("upstream {} ({}) is down: {e}", upstream.name, upstream.url)
         }
@@ -125,6 +175,7 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         let snap = shared.load();
         let timeout = probe_timeout(&snap.config.proxy);
+        let thresholds = Thresholds::of(&snap.config.proxy);
         let mut round = JoinSet::new();
         for upstream in &snap.config.upstreams {
             if upstream.health.is_some() || *upstream == snap.config.active {
@@ -137,7 +188,7 @@ pub async fn run(shared: Arc<Shared>) {
         }
         while let Some(joined) = round.join_next().await {
             if let Ok((upstream, result)) = joined {
-                shared.health.record(&upstream, result);
+                shared.health.record(&upstream, result, thresholds);
             }
         }
         tokio::time::sleep(snap.config.proxy.health_interval).await;

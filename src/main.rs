@@ -127,15 +127,12 @@ fn run(path: &std::path::Path) -> ExitCode {
     match runtime.block_on(switchyard::daemon::run(path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{}", first_line(&e.to_string()));
+            // Said once: the first line is `file:line:column: what is wrong` for a config
+            // error, a snippet may follow.
             eprintln!("{e}");
             ExitCode::from(1)
         }
     }
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 fn init_logging() {

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub open_connections: AtomicI64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    pub reloads_refused: AtomicU64,
 }
 
 /// One worker's counters.
@@ -123,6 +124,11 @@ pub fn render(shared: &Shared) -> String {
         out,
         "switchyard_reloads_total{{result=\"failed\"}} {}",
         m.reloads_failed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_reloads_total{{result=\"refused\"}} {}",
+        m.reloads_refused.load(Ordering::Relaxed)
     );
     gauge(
         &mut out,

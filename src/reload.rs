@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::config::{self, Config, Server};
 use crate::health_checks;
-use crate::snapshot::{ReloadRecord, Shared, Snapshot};
+use crate::snapshot::{ReloadOutcome, ReloadRecord, Shared, Snapshot};
 
 /// The first snapshot, at startup.
 pub fn initial(config: Config) -> Snapshot {
@@ -31,34 +31,51 @@ pub async fn reload(shared: &Shared) -> Result<u64, String> {
             tracing::info!("{message}");
             message
         }
-        Err(why) => {
+        Err(refusal) => {
             let message = format!(
-                "reload failed, still serving generation {} (active {}): {why}",
-                current.generation, current.config.active.name
+                "reload {}, still serving generation {} (active {}): {}",
+                refusal.outcome.as_str(),
+                current.generation,
+                current.config.active.name,
+                refusal.why
             );
             tracing::error!("{message}");
             message
         }
     };
+    let result = match &outcome {
+        Ok(_) => ReloadOutcome::Ok,
+        Err(refusal) => refusal.outcome,
+    };
     shared.record_reload(ReloadRecord {
         at: SystemTime::now(),
-        ok: outcome.is_ok(),
+        outcome: result,
         message,
     });
-    let counter = match outcome {
-        Ok(_) => &shared.metrics.reloads_ok,
-        Err(_) => &shared.metrics.reloads_failed,
+    let counter = match result {
+        ReloadOutcome::Ok => &shared.metrics.reloads_ok,
+        ReloadOutcome::Failed => &shared.metrics.reloads_failed,
+        ReloadOutcome::Refused => &shared.metrics.reloads_refused,
     };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let next = outcome?;
+    let next = outcome.map_err(|r| r.why)?;
     shared.access_log.configure(&next.config.server.access_log);
     let generation = next.generation;
     shared.store(next);
     Ok(generation)
 }
 
-async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
-    let config = config::load(&current.config.file).map_err(|e| e.headline())?;
+/// Why a reload changed nothing.
+struct NotReloaded {
+    outcome: ReloadOutcome,
+    why: String,
+}
+
+async fn attempt(current: &Snapshot) -> Result<Snapshot, NotReloaded> {
+    let config = config::load(&current.config.file).map_err(|e| NotReloaded {
+        outcome: ReloadOutcome::Failed,
+        why: e.headline(),
+    })?;
     warn_restart_needed(&current.config.server, &config.server);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -67,11 +84,12 @@ async fn attempt(current: &Snapshot) -> Result<Snapshot, String> {
         let timeout = health_checks::probe_timeout(&config.proxy);
         health_checks::check(&config.active, timeout)
             .await
-            .map_err(|e| {
-                format!(
+            .map_err(|e| NotReloaded {
+                outcome: ReloadOutcome::Refused,
+                why: format!(
                     "switch to {} refused: it is not healthy ({e}); switch_requires_healthy = true",
                     config.active.name
-                )
+                ),
             })?;
     }
     Ok(Snapshot::new(config, current.generation + 1))

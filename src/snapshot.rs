@@ -66,8 +66,29 @@ fn health_json(config: &Config, generation: u64, ready: Option<(&str, &str)>) ->
 #[derive(Debug, Clone)]
 pub struct ReloadRecord {
     pub at: SystemTime,
-    pub ok: bool,
+    pub outcome: ReloadOutcome,
     pub message: String,
+}
+
+/// How a reload ended. A failed or refused one changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Ok,
+    /// The file could not be read or did not validate.
+    Failed,
+    /// The file was valid, but the switch it asked for was refused (its new active
+    /// upstream failed the on-the-spot check).
+    Refused,
+}
+
+impl ReloadOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Ok => "ok",
+            ReloadOutcome::Failed => "failed",
+            ReloadOutcome::Refused => "refused",
+        }
+    }
 }
 
 pub struct Shared {

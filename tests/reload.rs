@@ -127,7 +127,7 @@ async fn switching_to_a_dead_upstream_is_refused() {
     let mut d = Daemon::start(&conf("blue", ""));
     let line = d.reload_with(&conf("dead", ""));
     assert!(
-        line.contains("reload failed") && line.contains("switch to dead refused"),
+        line.contains("reload refused") && line.contains("switch to dead refused"),
         "{line}"
     );
     assert_eq!(health(&d).await["generation"], 1);

@@ -88,10 +88,10 @@ fn render(doc: &Value) -> String {
     }
     match doc["last_reload"].as_object() {
         Some(r) => {
-            let outcome = if r.get("ok") == Some(&Value::Bool(true)) {
-                "ok"
-            } else {
-                "FAILED"
+            let outcome = match r.get("result").and_then(Value::as_str) {
+                Some("ok") => "ok",
+                Some("refused") => "REFUSED",
+                _ => "FAILED",
             };
             let at = r.get("at_unix").and_then(Value::as_f64).unwrap_or(now);
             let message = r.get("message").and_then(Value::as_str).unwrap_or("");

@@ -78,6 +78,12 @@ pub struct ProxySettings {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub health_interval: Duration,
+    /// One check that takes longer has failed.
+    pub health_timeout: Duration,
+    /// Consecutive failed checks before an upstream is down.
+    pub health_fall: u32,
+    /// Consecutive passed checks before a down upstream is up again.
+    pub health_rise: u32,
     pub switch_requires_healthy: bool,
 }
 
@@ -99,7 +105,29 @@ pub struct Route {
     pub host: Option<HostMatch>,
     pub path_prefix: Option<PathPrefix>,
     pub strip_prefix: bool,
-    pub upstream: Arc<Upstream>,
+    pub upstream: RouteUpstream,
+}
+
+/// Where a route sends its requests.
+#[derive(Debug)]
+pub enum RouteUpstream {
+    /// `upstream = "active"`: whichever upstream `active` names in this snapshot, so the
+    /// route follows the blue/green switch.
+    Active,
+    Named(Arc<Upstream>),
+}
+
+/// The reserved route target that follows the switch; no upstream may be called so.
+pub const ACTIVE: &str = "active";
+
+impl Route {
+    /// The upstream this route proxies to, given the snapshot's `active`.
+    pub fn upstream<'a>(&'a self, active: &'a Arc<Upstream>) -> &'a Arc<Upstream> {
+        match &self.upstream {
+            RouteUpstream::Active => active,
+            RouteUpstream::Named(upstream) => upstream,
+        }
+    }
 }
 
 /// Lower-cased at load time so matching is an allocation-free ASCII comparison.

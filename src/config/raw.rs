@@ -86,6 +86,9 @@ pub struct RawProxy {
     pub response_timeout: Option<Spanned<String>>,
     pub pool_idle_timeout: Option<Spanned<String>>,
     pub health_interval: Option<Spanned<String>>,
+    pub health_timeout: Option<Spanned<String>>,
+    pub health_fall: Option<Spanned<u32>>,
+    pub health_rise: Option<Spanned<u32>>,
     pub switch_requires_healthy: Option<bool>,
 }
 

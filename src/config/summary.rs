@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Config, Fallback, HostMatch, Route};
+use super::model::{Config, Fallback, HostMatch, Route, RouteUpstream};
 
 pub fn summary(c: &Config) -> String {
     let mut s = String::new();
@@ -56,7 +56,11 @@ pub fn summary(c: &Config) -> String {
         if c.routes.is_empty() { "none" } else { "" }
     );
     for (i, r) in c.routes.iter().enumerate() {
-        let _ = writeln!(s, "    {i}: {} -> {}", describe(r), r.upstream.name);
+        let target = match &r.upstream {
+            RouteUpstream::Active => format!("active (now {})", c.active.name),
+            RouteUpstream::Named(u) => u.name.clone(),
+        };
+        let _ = writeln!(s, "    {i}: {} -> {target}", describe(r));
     }
     for w in &c.warnings {
         let _ = writeln!(s, "warning: {w}");

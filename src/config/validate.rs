@@ -65,7 +65,10 @@ fn build(src: &Source, path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         .map(|s| static_site(src, path, s))
         .transpose()?;
     let proxy = proxy(src, &raw.proxy)?;
-    let warnings = warnings(&server, &proxy);
+    let mut warnings = warnings(&server, &proxy);
+    if let Some(w) = unreachable_active(&static_files, &routes, &active) {
+        warnings.push(w);
+    }
     Ok(Config {
         file: path.to_owned(),
         digest: digest(src.text),
@@ -110,6 +113,12 @@ type RawUpstreams = Spanned<BTreeMap<Spanned<String>, Spanned<RawUpstream>>>;
 fn upstreams(src: &Source, raw: &RawUpstreams) -> Result<Vec<Arc<Upstream>>, ConfigError> {
     if raw.get_ref().is_empty() {
         return Err(src.err(raw, "[upstreams] must define at least one upstream"));
+    }
+    if let Some((name, _)) = raw.get_ref().iter().find(|(n, _)| n.get_ref() == ACTIVE) {
+        return Err(src.err(
+            name,
+            "upstreams.active: `active` is reserved (a route's `upstream = \"active\"` follows the switch); name the upstream blue, green, app...",
+        ));
     }
     raw.get_ref()
         .iter()
@@ -199,7 +208,15 @@ fn route(
         host,
         path_prefix,
         strip_prefix: r.strip_prefix.unwrap_or(false),
-        upstream: find_upstream(src, upstreams, &r.upstream, &format!("{key}.upstream"))?,
+        upstream: match r.upstream.get_ref().as_str() {
+            ACTIVE => RouteUpstream::Active,
+            _ => RouteUpstream::Named(find_upstream(
+                src,
+                upstreams,
+                &r.upstream,
+                &format!("{key}.upstream"),
+            )?),
+        },
     })
 }
 
@@ -501,8 +518,49 @@ fn proxy(src: &Source, raw: &RawProxy) -> Result<ProxySettings, ConfigError> {
             &raw.health_interval,
             Duration::from_secs(5),
         )?,
+        health_timeout: positive(
+            src,
+            "proxy.health_timeout",
+            &raw.health_timeout,
+            Duration::from_secs(2),
+        )?,
+        health_fall: count(src, "proxy.health_fall", &raw.health_fall, 3)?,
+        health_rise: count(src, "proxy.health_rise", &raw.health_rise, 2)?,
         switch_requires_healthy: raw.switch_requires_healthy.unwrap_or(true),
     })
+}
+
+/// With a web root whose fallback is not the upstream, only routes reach an upstream: if
+/// none names `active`, a blue/green switch changes nothing a client can see.
+fn unreachable_active(
+    site: &Option<StaticSite>,
+    routes: &[Route],
+    active: &Upstream,
+) -> Option<String> {
+    let fallback = site.as_ref()?.fallback;
+    let follows = routes
+        .iter()
+        .any(|r| matches!(r.upstream, RouteUpstream::Active));
+    (fallback != Fallback::Upstream && !follows).then(|| {
+        format!(
+            "no request can reach active = {:?}: static.fallback is not \"upstream\" and no route has upstream = \"active\", so `switchyard switch` would change nothing (route the API with upstream = \"active\")",
+            active.name
+        )
+    })
+}
+
+/// A number of consecutive checks: 1 to 100.
+fn count(
+    src: &Source,
+    key: &str,
+    raw: &Option<Spanned<u32>>,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(n.get_ref()) => Ok(*n.get_ref()),
+        Some(n) => Err(src.err(n, format!("{key} must be between 1 and 100"))),
+    }
 }
 
 fn warnings(server: &Server, proxy: &ProxySettings) -> Vec<String> {

@@ -9,7 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct Upstream {
     /// daemon's TCP health checks do not count.
     pub conns: Arc<AtomicUsize>,
     health: Arc<AtomicU16>,
+    /// How long `/health` takes to answer, in milliseconds, and how often it was asked.
+    health_delay_ms: Arc<AtomicU64>,
+    pub health_probes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -42,21 +45,30 @@ impl Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(AtomicU16::new(200));
+        let health_delay_ms = Arc::new(AtomicU64::new(0));
+        let health_probes = Arc::new(AtomicUsize::new(0));
         let (n, h, c) = (name.to_owned(), Arc::clone(&hits), Arc::clone(&conns));
         let hs = Arc::clone(&health);
+        let (hd, hp) = (Arc::clone(&health_delay_ms), Arc::clone(&health_probes));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let (n, h, hs, c) = (n.clone(), Arc::clone(&h), Arc::clone(&hs), Arc::clone(&c));
+                let (hd, hp) = (Arc::clone(&hd), Arc::clone(&hp));
                 let used = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         if req.uri().path() != "/health" && !used.swap(true, Ordering::SeqCst) {
                             c.fetch_add(1, Ordering::SeqCst);
                         }
-                        respond(n.clone(), Arc::clone(&h), hs.load(Ordering::SeqCst), req)
+                        let probe = HealthProbe {
+                            status: hs.load(Ordering::SeqCst),
+                            delay: Duration::from_millis(hd.load(Ordering::SeqCst)),
+                            probes: Arc::clone(&hp),
+                        };
+                        respond(n.clone(), Arc::clone(&h), probe, req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -71,6 +83,8 @@ impl Upstream {
             hits,
             conns,
             health,
+            health_delay_ms,
+            health_probes,
             task,
         }
     }
@@ -87,6 +101,24 @@ impl Upstream {
     pub fn conns(&self) -> usize {
         self.conns.load(Ordering::SeqCst)
     }
+
+    /// How long `/health` takes to answer from now on.
+    pub fn set_health_delay(&self, delay: Duration) {
+        self.health_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many times `/health` was asked.
+    pub fn health_probes(&self) -> usize {
+        self.health_probes.load(Ordering::SeqCst)
+    }
+}
+
+/// What `/health` does for one request.
+struct HealthProbe {
+    status: u16,
+    delay: Duration,
+    probes: Arc<AtomicUsize>,
 }
 
 impl Drop for Upstream {
@@ -98,7 +130,7 @@ impl Drop for Upstream {
 async fn respond(
     name: String,
     hits: Arc<AtomicUsize>,
-    health: u16,
+    health: HealthProbe,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -106,8 +138,10 @@ async fn respond(
         return Ok(websocket_echo(name, &mut req));
     }
     if path == "/health" {
+        health.probes.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(health.delay).await;
         return Ok(Response::builder()
-            .status(health)
+            .status(health.status)
             .header("x-upstream", &name)
             .body(Full::new(Bytes::from("health")))
             .unwrap());
