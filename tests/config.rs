@@ -263,10 +263,35 @@ fn daemon_refuses_to_start_on_a_bad_file() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("switchyard.toml:1:10: active = \"x\" names no upstream"),
-        "{stderr}"
+        stderr.starts_with(&format!(
+            "{}:1:10: active = \"x\" names no upstream",
+            path.display()
+        )),
+        "the first line is the error: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("names no upstream").count(),
+        1,
+        "said once: {stderr}"
     );
     assert!(!stderr.contains("panicked"));
+    // A missing file too: one line first, once.
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.matches("cannot read configuration").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missing.toml: cannot read configuration"),
+        "{stderr}"
+    );
 }
 
 #[test]
