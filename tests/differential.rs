@@ -191,3 +191,12 @@ fn trailers_that_never_end_do_not_hang() {
     let outcome = requests::run(&pieces);
     assert!(outcome.verdict().is_ok(), "{outcome:#?}");
 }
+
+/// Found by the fuzzer: a repeated `Content-Length: 0` is kept once, as hyper keeps it.
+#[test]
+fn a_repeated_zero_length_is_kept_once() {
+    let input = b"GET /b HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nX: h\r\nContent-Length: 0\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n";
+    let outcome = requests::run(&[input]);
+    assert!(outcome.verdict().is_ok(), "{outcome:#?}");
+    assert_eq!(outcome.ours.len(), 2, "{outcome:#?}");
+}

@@ -139,3 +139,14 @@ fn trailers_with_a_bare_lf_cut_the_body() {
     assert!(outcome.verdict().is_ok(), "{outcome:#?}");
     assert_eq!(outcome.ours.and_then(|r| r.body), None);
 }
+
+/// Found by the fuzzer: `Transfer-Encoding: chunked,` ends with an empty coding, so the
+/// body is not chunked (hyper reads it until close); switchyard must not decode it.
+#[test]
+fn a_coding_list_ending_in_an_empty_element_is_not_chunked() {
+    let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,,\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    for closes in [false, true] {
+        let outcome = responses::run(&[input], false, closes);
+        assert!(outcome.verdict().is_ok(), "{outcome:#?}");
+    }
+}

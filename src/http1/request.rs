@@ -113,7 +113,15 @@ fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
             // A WebSocket upgrade makes the connection a tunnel; other upgrade tokens are
             // dropped by the proxy, so the request is an ordinary one.
             header::UPGRADE if has_token(h.value, b"websocket") => return Err(Hyper::Rest),
-            header::CONTENT_LENGTH => body.length(h.value)?,
+            header::CONTENT_LENGTH => {
+                // A repeated length (the same value, or `length` refuses it) is kept once,
+                // as hyper keeps it.
+                let repeated = body.length.is_some();
+                body.length(h.value)?;
+                if repeated {
+                    continue;
+                }
+            }
             header::TRANSFER_ENCODING => body.coding(h.value),
             header::EXPECT | header::UPGRADE => body.hand_over = true,
             header::CONNECTION => close |= has_close(h.value),

@@ -244,10 +244,10 @@ impl Hop {
             return Ok(false);
         }
         if kind == WireName::TransferEncoding {
-            let last = elements_of(value).rfind(|e| !e.is_empty());
-            let previous = self.transfer_encoding.unwrap_or(false);
-            self.transfer_encoding =
-                Some(last.map_or(previous, |e| e.eq_ignore_ascii_case(b"chunked")));
+            // The last coding of the last field decides (RFC 9112 6.3), read as hyper reads
+            // it: `chunked,` ends with an empty coding, so the body is not chunked.
+            let last = elements_of(value).next_back().unwrap_or_default();
+            self.transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
             return Ok(false);
         }
         if kind == WireName::ContentLength {
