@@ -172,25 +172,7 @@ async fn a_passed_socket_is_served_and_must_match_the_file() {
     let dir = scratch();
     let path = dir.path().join("switchyard.toml");
     std::fs::write(&path, text).unwrap();
-    let out = {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = listener.as_raw_fd();
-        let mut command = std::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --config \"$1\"")
-            .arg(BIN)
-            .arg(&path);
-        // SAFETY: dup2 is async-signal-safe and runs in the child before exec.
-        unsafe {
-            command.pre_exec(move || match libc::dup2(fd, 3) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            });
-        }
-        command.output().unwrap()
-    };
+    let out = activated(&path, &listener).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -46,36 +46,18 @@ impl Daemon {
         Daemon::spawn(command, dir, path)
     }
 
-    /// Starts the daemon the way systemd's socket activation does: `listener` passed as
-    /// fd 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (`sh` sets it to `$$` and then
-    /// execs the daemon, which keeps the pid). `config` is written as `switchyard.toml`
-    /// in `dir` unless it is empty (the file is already there).
+    /// Starts the daemon the way systemd's socket activation does (`activated`). `config`
+    /// is written as `switchyard.toml` in `dir` unless it is empty (the file is there).
     pub fn start_activated(
         dir: tempfile::TempDir,
         config: &str,
         listener: &std::net::TcpListener,
     ) -> Daemon {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
         let path = dir.path().join("switchyard.toml");
         if !config.is_empty() {
             std::fs::write(&path, config).expect("write config");
         }
-        let fd = listener.as_raw_fd();
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --config \"$1\"")
-            .arg(BIN)
-            .arg(&path);
-        // SAFETY: dup2 is async-signal-safe; it runs in the forked child before exec and
-        // clears close-on-exec on fd 3, which the daemon then adopts.
-        unsafe {
-            command.pre_exec(move || match libc::dup2(fd, 3) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            });
-        }
+        let command = activated(&path, listener);
         Daemon::spawn(command, dir, path)
     }
 
@@ -219,6 +201,30 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
+}
+
+/// `switchyard --config PATH` as systemd's socket activation starts it: `listener` as fd
+/// 3, `LISTEN_FDS=1`, and `LISTEN_PID` its own pid (`sh` sets it to `$$`, then execs the
+/// daemon, which keeps the pid).
+pub fn activated(path: &Path, listener: &std::net::TcpListener) -> Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --config \"$1\"")
+        .arg(BIN)
+        .arg(path);
+    // SAFETY: dup2 is async-signal-safe; it runs in the forked child before exec and
+    // clears close-on-exec on fd 3, which the daemon then adopts.
+    unsafe {
+        command.pre_exec(move || match libc::dup2(fd, 3) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    command
 }
 
 /// Runs `switchyard ARGS...` to completion: (exit code, stdout, stderr).
