@@ -1,7 +1,8 @@
-//! One client connection, from accept to close: `http1` serves its plain requests; hyper
-//! takes one HTTP/1.1 request at a time (a body, `Expect`) and gives the connection back,
-//! or takes the rest of it (h2c, a WebSocket upgrade, HTTP/1.0); shutdown and the
-//! connection's clocks (`timeouts`) end it. Generic over the socket and over what answers
+//! One client connection, from accept to close: `http1` reads every head and serves the
+//! plain requests; hyper takes one request at a time (a body, `Expect`, HTTP/1.0, a target
+//! that is not origin-form) and gives the connection back, or takes the rest of it (h2c, a
+//! WebSocket upgrade, a head it refuses); shutdown and the connection's clocks
+//! (`timeouts`) end it. Generic over the socket and over what answers
 //! a request (`Respond`), so that the differential fuzzer drives this same loop over an
 //! in-memory pipe.
 

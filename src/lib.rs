@@ -1,10 +1,10 @@
 //! switchyard: a reverse proxy and static file server for one application host behind a
 //! cloud load balancer, with an atomically swapped configuration snapshot for blue/green.
 //!
-//! A request flows one way: `server` accepts -> `http1` reads it (or hyper, for anything
-//! but a plain HTTP/1.1 request) -> `handler` loads the `snapshot` once ->
-//! `router` decides -> `health`, `proxy` or `static_files` answers. Only `reload` writes
-//! the snapshot.
+//! A request flows one way: `server` accepts -> `connection` has `http1` read it (and hyper
+//! serve it, for anything but a plain HTTP/1.1 request) -> `server::respond` loads the
+//! `snapshot` once -> `handler` runs `request_checks`, `router` decides -> `health`,
+//! `proxy` or `static_files` answers. Only `reload` writes the snapshot.
 
 pub mod access_log;
 pub mod admin;
