@@ -42,7 +42,8 @@ impl Signals {
     }
 }
 
-/// The systemd readiness protocol, for `Type=notify-reload`. Each call is a no-op when
+/// The systemd readiness protocol (`Type=notify`; `RELOADING=1` also serves
+/// `Type=notify-reload` on systemd 253+). Each call is a no-op when
 /// `NOTIFY_SOCKET` is not set (not started by systemd).
 pub mod notify {
     use sd_notify::NotifyState;

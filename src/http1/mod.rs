@@ -11,9 +11,9 @@
 //!
 //! Anything else hands the connection, with every byte read so far put back, to hyper,
 //! so each unusual case keeps hyper's behaviour and its answers (400, 431, 100-continue):
-//! for one request when it is HTTP/1.1 with a body, `Expect` or an absolute-form target
-//! (the connection then comes back here), for the rest of its life when it is h2c, a
-//! WebSocket upgrade, HTTP/1.0 or a head hyper will refuse (`request::Hyper`).
+//! for one request when it has a body, `Expect`, HTTP/1.0 or a target that is not
+//! origin-form (the connection then comes back here), for the rest of its life when it is
+//! h2c, a WebSocket upgrade or a head hyper will refuse (`request::Hyper`).
 
 pub mod chunked;
 pub mod head;
