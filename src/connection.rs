@@ -246,31 +246,26 @@ impl OneExchange {
             let req = req.map(|body| ClientBody::hyper(body, None));
             return respond_mapped(ctx, clock, req, true).await;
         }
-        let asked_close = wants_close(req.headers())
-            || (req.version() == http::Version::HTTP_10 && !keeps_alive(req.headers()));
+        // An HTTP/1.0 client keeps the connection only when it says so.
+        let asked_close = connection_has(req.headers(), b"close")
+            || (req.version() == http::Version::HTTP_10
+                && !connection_has(req.headers(), b"keep-alive"));
         let end = Some(Arc::clone(&self.body_end));
         let req = req.map(|body| ClientBody::hyper(body, end));
         let ambiguous = clock.take_framing_conflict();
         let res = respond_mapped(ctx, clock, req, ambiguous).await;
-        let keep = !asked_close && !wants_close(res.headers());
+        let keep = !asked_close && !connection_has(res.headers(), b"close");
         self.keep.store(keep, Ordering::Relaxed);
         res
     }
 }
 
-/// An HTTP/1.0 client keeps the connection only when it says so.
-fn keeps_alive(headers: &http::HeaderMap) -> bool {
+/// Whether a `Connection` field of `headers` has the option `token`.
+fn connection_has(headers: &http::HeaderMap, token: &[u8]) -> bool {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
-        .any(|v| http1::head::has_token(v.as_bytes(), b"keep-alive"))
-}
-
-fn wants_close(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| http1::head::has_close(v.as_bytes()))
+        .any(|v| http1::head::has_token(v.as_bytes(), token))
 }
 
 /// The rest of a connection whose requests `http1` does not serve itself.

@@ -6,6 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Version};
 
 use crate::error::RequestError;
+use crate::http1::head::elements_of;
 
 /// Checks `req`, and gives an absolute-form target's authority to `Host` (RFC 9112 3.2.2:
 /// the target's authority wins, so routing and the upstream see the same host).
@@ -24,9 +25,8 @@ pub fn check<B>(req: &mut Request<B>) -> Result<(), RequestError> {
 /// and decodes only the chunking) would reach the app as plain data: 501, as nginx does.
 fn check_coding(headers: &http::HeaderMap) -> Result<(), RequestError> {
     let codings = headers.get_all(header::TRANSFER_ENCODING).iter();
-    let elements = codings.flat_map(|v| v.as_bytes().split(|&b| b == b','));
-    match elements
-        .map(<[u8]>::trim_ascii)
+    match codings
+        .flat_map(|v| elements_of(v.as_bytes()))
         .all(|c| c.eq_ignore_ascii_case(b"chunked"))
     {
         true => Ok(()),
