@@ -273,12 +273,23 @@ async fn receive_handoffs(mut inbox: mpsc::UnboundedReceiver<Handoff>, ctx: Arc<
             _ = stopped(&mut stop) => break,
         };
         let Some(h) = handoff else { break };
-        match h.convert(TcpStream::from_std) {
-            Ok(conn) => spawn_connection(&mut connections, &ctx, conn),
-            Err(e) => tracing::debug!("cannot take over a connection: {e}"),
-        }
+        take_over(&mut connections, &ctx, h);
+    }
+    // A connection handed over as shutdown began was accepted all the same: it is served
+    // (with the grace every connection gets for its first request), never dropped unseen.
+    // Once the inbox is closed a worker that tries to hand one over keeps it.
+    inbox.close();
+    while let Ok(h) = inbox.try_recv() {
+        take_over(&mut connections, &ctx, h);
     }
     while connections.join_next().await.is_some() {}
+}
+
+fn take_over(connections: &mut JoinSet<()>, ctx: &Arc<WorkerCtx>, h: Handoff) {
+    match h.convert(TcpStream::from_std) {
+        Ok(conn) => spawn_connection(connections, ctx, conn),
+        Err(e) => tracing::debug!("cannot take over a connection: {e}"),
+    }
 }
 
 fn spawn_connection(
