@@ -64,6 +64,14 @@ impl Body {
     pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
         self.raw_headers.take()
     }
+
+    /// The file a file body streams, for sending it without `poll_frame`.
+    pub fn file_mut(&mut self) -> Option<&mut FileBody> {
+        match &mut self.content {
+            Content::File(file) => Some(file),
+            _ => None,
+        }
+    }
 }
 
 impl HttpBody for Body {
@@ -288,6 +296,25 @@ impl ResponseBody {
 
     pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
         self.body.take_raw_headers()
+    }
+
+    /// The file this body streams, if it is a file body that has not broken off.
+    pub fn file_mut(&mut self) -> Option<&mut FileBody> {
+        match self.broken {
+            None => self.body.file_mut(),
+            Some(_) => None,
+        }
+    }
+
+    /// `n` bytes of the file went to the client directly (`sendfile`).
+    pub fn sent_from_file(&mut self, n: usize) {
+        if let Some(file) = self.body.file_mut() {
+            file.advance(n);
+            self.bytes += n as u64;
+            if file.is_end_stream() {
+                self.finish();
+            }
+        }
     }
 
     fn finish(&mut self) {

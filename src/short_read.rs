@@ -8,6 +8,7 @@
 //! after the short read is not lost: it raises a new edge-triggered epoll event, which
 //! sets readiness again (tokio only clears readiness that is not newer than the read).
 
+use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
@@ -27,6 +28,21 @@ pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         cx: &mut Context<'_>,
         dst: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>>;
+
+    /// Sends up to `len` bytes of `file` from `offset` without copying them through user
+    /// space; `Unsupported` where the stream is not a socket.
+    fn poll_sendfile(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _file: &File,
+        _offset: u64,
+        _len: usize,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+
+    /// Holds back partial segments until uncorked (`TCP_CORK`), where that means anything.
+    fn set_cork(&self, _on: bool) {}
 }
 
 impl Socket for TcpStream {
@@ -36,6 +52,41 @@ impl Socket for TcpStream {
         dst: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
         poll_recv(self, cx, dst)
+    }
+
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            match self.try_io(Interest::WRITABLE, || sendfile(self, file, offset, len)) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn set_cork(&self, on: bool) {
+        let on = libc::c_int::from(on);
+        // SAFETY: a plain setsockopt on a descriptor `self` keeps open, with a pointer to
+        // an int that outlives the call. A failure only costs speed, so it is ignored.
+        unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 }
 
@@ -84,6 +135,17 @@ pub fn poll_recv(
                 ) => {}
             Err(e) => return Poll::Ready(Err(e)),
         }
+    }
+}
+
+fn sendfile(stream: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    let mut offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+    // SAFETY: both descriptors are open for the duration of the call (borrowed), and
+    // `offset` is a valid place for the kernel to write the new position.
+    let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, len) };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(n as usize),
     }
 }
 

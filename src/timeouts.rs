@@ -324,6 +324,24 @@ impl<S: Socket> AsyncRead for ClockedIo<S> {
     }
 }
 
+impl<S: Socket> ClockedIo<S> {
+    /// `sendfile` on the socket (see `Socket::poll_sendfile`).
+    pub fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_sendfile(cx, file, offset, len)
+    }
+
+    /// See `Socket::set_cork`.
+    pub fn set_cork(&self, on: bool) {
+        self.inner.set_cork(on);
+    }
+}
+
 impl<S: Socket> AsyncWrite for ClockedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,

@@ -13,13 +13,18 @@ const SECRET: &str = "TOP-SECRET-CONTENT";
 /// A web root `www/` beside a secret file outside it, and the daemon serving it with
 /// fallback to an upstream.
 async fn site() -> (Daemon, Upstream) {
+    site_with("").await
+}
+
+/// `site`, with more keys in `[static]`.
+async fn site_with(static_extra: &str) -> (Daemon, Upstream) {
     let app = Upstream::start("app").await;
     let dir = scratch();
     let www = dir.path().join("www");
     build_root(&www, dir.path());
     let conf = Conf::new("app")
         .upstream("app", app.addr)
-        .extra("[static]\nroot = \"www\"\n[[static.cache]]\npath_prefix = \"/assets/\"\ncache_control = \"public, max-age=60\"\n")
+        .extra(&format!("[static]\nroot = \"www\"\n{static_extra}\n[[static.cache]]\npath_prefix = \"/assets/\"\ncache_control = \"public, max-age=60\"\n"))
         .build();
     (Daemon::start_in(dir, &conf), app)
 }
@@ -223,4 +228,98 @@ async fn deployed_changes_are_visible_within_a_second() {
         Some("app")
     );
     assert_eq!(app.hits(), 2);
+}
+
+/// Large bodies read and written (the default), or, with `sendfile = true`, sent from the
+/// page cache where it holds them and read where it does not: ranges with unaligned
+/// starts, across the stretches the two paths take turns on, pipelined on one keep-alive
+/// connection, byte for byte as on disk, and the connection still framed right for the
+/// request after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_ranges_are_exact_from_cache_and_from_disk_on_one_connection() {
+    for sendfile in [false, true] {
+        let (d, _app) = site_with(&format!("sendfile = {sendfile}")).await;
+        large_ranges_on_one_connection(&d).await;
+    }
+}
+
+async fn large_ranges_on_one_connection(d: &Daemon) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let big: Vec<u8> = (0..3_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = d.path().join("www/ranges.bin");
+    std::fs::write(&path, &big).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    let ranges: [(usize, usize); 4] = [
+        (1_000, 2_500_000),
+        (big.len() - 1_048_577, big.len() - 1),
+        (4_095, 4_096 + 1_048_576),
+        (0, big.len() - 1),
+    ];
+    for evict in [true, false] {
+        if evict {
+            // SAFETY: plain advisory call on a descriptor we own.
+            let rc =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(rc, 0);
+        }
+        let mut stream = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let mut reqs = String::new();
+        for (first, last) in ranges {
+            reqs += &format!(
+                "GET /ranges.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={first}-{last}\r\n\r\n"
+            );
+        }
+        reqs += "GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        stream.write_all(reqs.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stream.read_to_end(&mut got),
+        )
+        .await
+        .expect("all responses within 20 s")
+        .unwrap();
+        let mut rest = &got[..];
+        for (first, last) in ranges {
+            let (head, body) = split_response(&mut rest);
+            assert!(head.starts_with("http/1.1 206"), "{head}");
+            assert!(
+                head.contains(&format!(
+                    "content-range: bytes {first}-{last}/{}",
+                    big.len()
+                )),
+                "{head}"
+            );
+            assert!(
+                body == &big[first..=last],
+                "bytes {first}-{last}, evicted: {evict}"
+            );
+        }
+        let (head, body) = split_response(&mut rest);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, b"<h1>home</h1>");
+        assert!(rest.is_empty(), "nothing after the last response");
+    }
+}
+
+/// The next response off `rest` (which must have a Content-Length): its head as text and
+/// its body.
+fn split_response<'a>(rest: &mut &'a [u8]) -> (String, &'a [u8]) {
+    let end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head")
+        + 4;
+    let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    assert!(rest.len() >= end + len, "body cut short: {head}");
+    let body = &rest[end..end + len];
+    *rest = &rest[end + len..];
+    (head, body)
 }

@@ -63,6 +63,9 @@ pub struct StaticSite {
     pub index: Vec<String>,
     pub fallback: Fallback,
     pub precompressed: bool,
+    /// Large files go from the page cache to the socket with `sendfile` (nginx's
+    /// `sendfile on`); otherwise they are read and written.
+    pub sendfile: bool,
     pub cache: Vec<CacheRule>,
 }
 

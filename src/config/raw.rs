@@ -68,6 +68,7 @@ pub struct RawStatic {
     pub index: Option<Vec<Spanned<String>>>,
     pub fallback: Option<Fallback>,
     pub precompressed: Option<bool>,
+    pub sendfile: Option<bool>,
     #[serde(default)]
     pub cache: Vec<Spanned<RawCacheRule>>,
 }

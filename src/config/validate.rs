@@ -468,6 +468,7 @@ fn static_site(
         index,
         fallback: s.fallback.unwrap_or(Fallback::Upstream),
         precompressed: s.precompressed.unwrap_or(true),
+        sendfile: s.sendfile.unwrap_or(false),
         cache,
     })
 }

@@ -18,6 +18,8 @@ use super::chunked;
 use super::head::has_close;
 use super::RawHeaders;
 use crate::body::ResponseBody;
+use crate::short_read::Socket;
+use crate::timeouts::ClockedIo;
 
 /// Data frames up to this size are copied behind the head (one write); larger ones are
 /// written from their own buffer.
@@ -32,8 +34,8 @@ enum Framing {
 
 /// Writes `res` (the answer to a request that was HEAD if `head_request`). Returns
 /// whether the connection can carry another request.
-pub async fn write<S: AsyncWrite + Unpin>(
-    io: &mut S,
+pub async fn write<S: Socket>(
+    io: &mut ClockedIo<S>,
     out: &mut Vec<u8>,
     res: Response<ResponseBody>,
     head_request: bool,
@@ -56,7 +58,20 @@ pub async fn write<S: AsyncWrite + Unpin>(
         return Ok(!close);
     }
     let mut sent = 0u64;
+    let mut zero_copy = matches!(framing, Framing::Length(_));
+    let mut corked = false;
     loop {
+        if zero_copy {
+            match send_cached_stretch(io, out, &mut body, &mut corked).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    sent += n as u64;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => zero_copy = false,
+                Err(e) => return Err(e),
+            }
+        }
         // Whatever is ready goes out in one write; when the body has to wait, what is
         // buffered is written first, so the client is never kept waiting for the head.
         let frame = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
@@ -108,7 +123,52 @@ pub async fn write<S: AsyncWrite + Unpin>(
         _ => {}
     }
     io.write_all(out).await?;
+    if corked {
+        io.set_cork(false);
+    }
     Ok(!close)
+}
+
+/// Sends the next stretch of a file body with `sendfile` if it is all in the page cache
+/// (after what is buffered in `out`); returns how many bytes went, 0 when the body is not
+/// a file or the stretch is not cached (then `poll_frame` reads it without making the
+/// worker wait for the disk).
+async fn send_cached_stretch<S: Socket>(
+    io: &mut ClockedIo<S>,
+    out: &mut Vec<u8>,
+    body: &mut ResponseBody,
+    corked: &mut bool,
+) -> io::Result<usize> {
+    let Some((file, offset, len)) = body.file_mut().and_then(|f| f.cached_stretch()) else {
+        return Ok(0);
+    };
+    if !*corked {
+        // Full segments only until the response is out (nginx's `tcp_nopush`): without
+        // it, a receiver on the other end of a fast link pays for every partial segment
+        // `sendfile` pushes, several times what the copying path costs it.
+        io.set_cork(true);
+        *corked = true;
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    let mut done = 0;
+    while done < len {
+        let n = poll_fn(|cx| io.poll_sendfile(cx, file, offset + done as u64, len - done)).await;
+        match n {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ))
+            }
+            Ok(n) => done += n,
+            Err(e) => return Err(e),
+        }
+    }
+    body.sent_from_file(done);
+    Ok(done)
 }
 
 async fn put_data<S: AsyncWrite + Unpin>(

@@ -1,11 +1,12 @@
 //! Serving the web root: `security` decodes and vets the request path, `lookup` finds
 //! and opens the file off the runtime, `reply` builds the response, `stream` streams
-//! large bodies.
+//! large bodies, sent from the page cache without a copy when `residency` finds them there.
 
 mod cache;
 mod conditional;
 mod lookup;
 mod reply;
+mod residency;
 mod security;
 mod stream;
 

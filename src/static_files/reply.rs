@@ -60,7 +60,7 @@ pub fn file_response(
     };
     res.headers_mut().insert(header::CONTENT_LENGTH, length);
     if with_body {
-        *res.body_mut() = body(rep, span);
+        *res.body_mut() = body(rep, span, site.sendfile);
     }
     res
 }
@@ -96,14 +96,16 @@ fn representation_headers(
     }
 }
 
-fn body(rep: &FileMeta, span: Range<u64>) -> Body {
+fn body(rep: &FileMeta, span: Range<u64>, sendfile: bool) -> Body {
     match (&rep.content, &rep.file) {
         (Some(bytes), _) => Body::full(bytes.slice(span.start as usize..span.end as usize)),
-        (None, Some(file)) => Body::file(FileBody::new(
-            Arc::clone(file),
-            span.start,
-            span.end - span.start,
-        )),
+        (None, Some(file)) => {
+            let body = FileBody::new(Arc::clone(file), span.start, span.end - span.start);
+            Body::file(match sendfile {
+                true => body.with_sendfile(),
+                false => body,
+            })
+        }
         (None, None) => Body::empty(),
     }
 }

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use super::residency;
+
 const CHUNK: u64 = 256 * 1024;
 
 pub struct FileBody {
@@ -33,6 +35,7 @@ pub struct FileBody {
     reading: Option<JoinHandle<io::Result<Vec<u8>>>>,
     /// Cleared when the filesystem does not support `RWF_NOWAIT`.
     try_nowait: bool,
+    sendfile: bool,
 }
 
 impl FileBody {
@@ -44,7 +47,32 @@ impl FileBody {
             remaining: len,
             reading: None,
             try_nowait: true,
+            sendfile: false,
         }
+    }
+
+    /// Lets the server send cached stretches with `sendfile` (`cached_stretch`).
+    pub fn with_sendfile(mut self) -> Self {
+        self.sendfile = true;
+        self
+    }
+
+    /// The next stretch of the file, when all of it is in the page cache and can go to
+    /// the socket with `sendfile` (no read of it is in progress): the file, where the
+    /// stretch starts and how long it is.
+    pub fn cached_stretch(&self) -> Option<(&File, u64, usize)> {
+        if !self.sendfile || self.reading.is_some() || self.remaining == 0 {
+            return None;
+        }
+        let len = self.remaining.min(residency::MAX_STRETCH as u64) as usize;
+        residency::is_cached(&self.file, self.offset, len).then_some((&self.file, self.offset, len))
+    }
+
+    /// `n` bytes were sent from the file by other means than `poll_frame`.
+    pub fn advance(&mut self, n: usize) {
+        let n = (n as u64).min(self.remaining);
+        self.offset += n;
+        self.remaining -= n;
     }
 
     /// The next chunk: straight from the page cache if it is there, else `None` after
