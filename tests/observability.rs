@@ -308,3 +308,35 @@ async fn promtool_finds_no_problem_in_the_metrics_of_a_busy_daemon() {
         "promtool check metrics:\n{report}\non:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_up_reports_only_the_upstreams_checked_now() {
+    let colors = BlueGreen::start().await;
+    let admin = dead_addr();
+    let conf = |active: &str| {
+        colors
+            .conf(active)
+            .server(&format!("admin_listen = \"{admin}\""))
+            .extra("[proxy]\nhealth_interval = \"200ms\"\n")
+            .build()
+    };
+    let mut d = Daemon::start(&conf("blue"));
+    let blue = "switchyard_upstream_up{upstream=\"blue\",active=\"true\"} 1";
+    wait_for_series(admin, blue).await;
+    assert!(d.reload_with(&conf("green")).contains("reload ok"));
+    let green = "switchyard_upstream_up{upstream=\"green\",active=\"true\"} 1";
+    let text = wait_for_series(admin, green).await;
+    // Blue has no health path: it was checked only while active, and is not any more.
+    assert!(!text.contains("upstream=\"blue\",active"), "{text}");
+}
+
+async fn wait_for_series(admin: std::net::SocketAddr, series: &str) -> String {
+    for _ in 0..100 {
+        let text = scrape(admin).await;
+        if text.contains(series) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {series} in:\n{}", scrape(admin).await);
+}
