@@ -345,6 +345,9 @@ impl HttpBody for ResponseBody {
         }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = polled {
+            if let Some(c) = this.completion.as_mut() {
+                c.body_failed(crate::proxy::body_failure(&e));
+            }
             this.finish();
             this.broken = Some(e);
             cx.waker().wake_by_ref();

@@ -7,6 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use thiserror::Error;
 
 use crate::body::Body;
+use crate::metrics::UpstreamFailure;
 
 #[derive(Debug, Error)]
 pub enum RequestError {
@@ -29,7 +30,11 @@ pub enum RequestError {
     #[error("request body larger than max_request_body")]
     BodyTooLarge,
     #[error("upstream {upstream} unreachable: {cause}")]
-    UpstreamUnreachable { upstream: String, cause: String },
+    UpstreamUnreachable {
+        upstream: String,
+        cause: String,
+        failure: UpstreamFailure,
+    },
     #[error("upstream {upstream} sent no response headers within {timeout:?}")]
     UpstreamTimeout {
         upstream: String,
@@ -55,6 +60,15 @@ impl RequestError {
             RequestError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             RequestError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// For `switchyard_upstream_failures_total`: the upstream's failures, not the client's.
+    pub fn upstream_failure(&self) -> Option<UpstreamFailure> {
+        match self {
+            RequestError::UpstreamUnreachable { failure, .. } => Some(*failure),
+            RequestError::UpstreamTimeout { .. } => Some(UpstreamFailure::ResponseTimeout),
+            _ => None,
         }
     }
 

@@ -10,7 +10,7 @@ use http::{header, HeaderValue, Method, Request, Uri, Version};
 
 use crate::access_log::Entry;
 use crate::config::{AccessLog, Upstream};
-use crate::metrics::{RouteKind, Shard};
+use crate::metrics::{RouteKind, Sample, Shard, UpstreamFailure};
 use crate::proxy::client_ip;
 use crate::snapshot::{Shared, Snapshot};
 
@@ -19,6 +19,8 @@ pub struct Served {
     pub kind: RouteKind,
     /// Index into the snapshot's `upstreams`.
     pub upstream: Option<usize>,
+    /// What went wrong on the upstream's side, if anything did.
+    pub failure: Option<UpstreamFailure>,
 }
 
 impl Served {
@@ -26,6 +28,7 @@ impl Served {
         Served {
             kind,
             upstream: None,
+            failure: None,
         }
     }
 
@@ -33,7 +36,16 @@ impl Served {
         Served {
             kind,
             upstream: Some(upstream.index),
+            failure: None,
         }
+    }
+
+    /// Counted only for a request that went to an upstream.
+    pub fn failed(mut self, failure: Option<UpstreamFailure>) -> Self {
+        if self.upstream.is_some() {
+            self.failure = failure;
+        }
+        self
     }
 }
 
@@ -81,6 +93,14 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The response body broke off after its head was sent: for a proxied response, the
+    /// upstream cut it short or framed it wrong.
+    pub fn body_failed(&mut self, failure: UpstreamFailure) {
+        if self.served.upstream.is_some() && self.served.failure.is_none() {
+            self.served.failure = Some(failure);
+        }
+    }
+
     pub fn finish(self, bytes: u64) {
         let took = self.started.elapsed();
         let snap = &self.snap;
@@ -89,8 +109,13 @@ impl Completion {
             .upstream
             .and_then(|i| snap.config.upstreams.get(i))
             .map(|u| u.name.as_str());
-        self.shard
-            .record(self.served.kind, upstream, self.status, took);
+        self.shard.record(Sample {
+            kind: self.served.kind,
+            upstream,
+            status: self.status,
+            took,
+            failure: self.served.failure,
+        });
         if let Some(logged) = self.facts {
             let (facts, shared) = *logged;
             let entry = Entry {

@@ -363,6 +363,11 @@ async fn respond(
                 permit: &conn.permit,
             };
             let (result, served) = handler::handle(req, &ctx).await;
+            let failure = result
+                .as_ref()
+                .err()
+                .and_then(RequestError::upstream_failure);
+            let served = served.failed(failure);
             (result.unwrap_or_else(RequestError::into_response), served)
         }
     };

@@ -147,6 +147,14 @@ fn metric(text: &str, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sum over every labelled series of `name`.
+fn family_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_by_exactly_the_requests_sent() {
     let app = Upstream::start("app").await;
@@ -192,11 +200,8 @@ async fn metrics_move_by_exactly_the_requests_sent() {
         delta("switchyard_requests_total{route=\"static\",upstream=\"\",status=\"4xx\"}"),
         2
     );
-    assert_eq!(
-        delta("switchyard_request_duration_seconds_count"),
-        13,
-        "{after}"
-    );
+    let durations = |text: &str| family_sum(text, "switchyard_request_duration_seconds_count");
+    assert_eq!(durations(&after) - durations(&before), 13, "{after}");
     assert_eq!(
         delta("switchyard_requests_total{route=\"endpoint\",upstream=\"\",status=\"2xx\"}"),
         1
@@ -216,4 +221,122 @@ async fn metrics_move_by_exactly_the_requests_sent() {
     );
     assert_eq!(metric(&after, "switchyard_open_connections"), 1);
     assert!(after.contains("# TYPE switchyard_request_duration_seconds histogram"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_counted_by_cause_and_latency_by_upstream() {
+    let ex = exercised_daemon().await;
+    let text = scrape(ex.admin).await;
+    let failures = |upstream: &str, cause: &str| {
+        let series = format!(
+            "switchyard_upstream_failures_total{{upstream=\"{upstream}\",cause=\"{cause}\"}}"
+        );
+        assert!(
+            text.contains(&format!("{series} ")),
+            "no {series} in:\n{text}"
+        );
+        metric(&text, &series)
+    };
+    assert_eq!(failures("dead", "refused"), 1);
+    assert_eq!(failures("app", "response_timeout"), 1);
+    assert_eq!(failures("failing", "reset"), 1);
+    assert_eq!(failures("failing", "bad_response"), 1);
+    assert_eq!(failures("failing", "truncated"), 1);
+    // Counted once, under its own cause, and nowhere else.
+    assert_eq!(failures("app", "refused"), 0);
+    assert_eq!(failures("failing", "refused"), 0);
+    assert_eq!(family_sum(&text, "switchyard_upstream_failures_total"), 5);
+    // Not an upstream's failure: no series for switchyard's own answers.
+    assert!(!text.contains("switchyard_upstream_failures_total{upstream=\"\""));
+
+    let count = |labels: &str| {
+        metric(
+            &text,
+            &format!("switchyard_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    assert_eq!(count(r#"route="fallback",upstream="app""#), 3, "{text}");
+    assert_eq!(count(r#"route="route",upstream="dead""#), 1);
+    assert_eq!(count(r#"route="route",upstream="failing""#), 3);
+    assert_eq!(count(r#"route="static",upstream="""#), 1);
+    assert_eq!(count(r#"route="endpoint",upstream="""#), 1);
+    // The 504 took response_timeout (300 ms): above the 0.25 s bound, within 0.5 s.
+    let bucket = |le: &str| {
+        metric(
+            &text,
+            &format!(
+                "switchyard_request_duration_seconds_bucket{{route=\"fallback\",upstream=\"app\",le=\"{le}\"}}"
+            ),
+        )
+    };
+    assert_eq!((bucket("0.25"), bucket("0.5"), bucket("+Inf")), (2, 3, 3));
+    assert_eq!(
+        metric(
+            &text,
+            "switchyard_requests_total{route=\"fallback\",upstream=\"app\",status=\"5xx\"}"
+        ),
+        1
+    );
+    // The cut response went out as a 200 and counts as one: its failure is counted apart.
+    assert_eq!(
+        metric(
+            &text,
+            "switchyard_requests_total{route=\"route\",upstream=\"failing\",status=\"2xx\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_no_problem_in_the_metrics_of_a_busy_daemon() {
+    let ex = exercised_daemon().await;
+    let text = scrape(ex.admin).await;
+    for family in [
+        "switchyard_requests_total",
+        "switchyard_request_duration_seconds",
+        "switchyard_upstream_failures_total",
+        "switchyard_upstream_up",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{text}"
+        );
+    }
+    let (ok, report) = promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        ok && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\non:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_up_reports_only_the_upstreams_checked_now() {
+    let colors = BlueGreen::start().await;
+    let admin = dead_addr();
+    let conf = |active: &str| {
+        colors
+            .conf(active)
+            .server(&format!("admin_listen = \"{admin}\""))
+            .extra("[proxy]\nhealth_interval = \"200ms\"\n")
+            .build()
+    };
+    let mut d = Daemon::start(&conf("blue"));
+    let blue = "switchyard_upstream_up{upstream=\"blue\",active=\"true\"} 1";
+    wait_for_series(admin, blue).await;
+    assert!(d.reload_with(&conf("green")).contains("reload ok"));
+    let green = "switchyard_upstream_up{upstream=\"green\",active=\"true\"} 1";
+    let text = wait_for_series(admin, green).await;
+    // Blue has no health path: it was checked only while active, and is not any more.
+    assert!(!text.contains("upstream=\"blue\",active"), "{text}");
+}
+
+async fn wait_for_series(admin: std::net::SocketAddr, series: &str) -> String {
+    for _ in 0..100 {
+        let text = scrape(admin).await;
+        if text.contains(series) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {series} in:\n{}", scrape(admin).await);
 }

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use super::exchange::Conn;
 use crate::coarse_clock;
 use crate::config::ProxySettings;
+use crate::metrics::UpstreamFailure;
 
 /// Per upstream, per worker; beyond it a finished connection is closed instead of kept.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
@@ -52,6 +53,18 @@ pub enum ConnectError {
     Io(#[from] io::Error),
     #[error("tcp connect timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl ConnectError {
+    pub fn failure(&self) -> UpstreamFailure {
+        match self {
+            ConnectError::Timeout(_) => UpstreamFailure::ConnectTimeout,
+            ConnectError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                UpstreamFailure::Refused
+            }
+            ConnectError::Io(_) => UpstreamFailure::ConnectError,
+        }
+    }
 }
 
 impl UpstreamClient {

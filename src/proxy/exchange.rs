@@ -74,7 +74,10 @@ pub enum ExchangeError {
     TooLarge,
     /// The client's body could not be read.
     ClientBody(String),
-    Other(String),
+    /// The connection failed once a response had begun, or in a way other than a close.
+    Broken(String),
+    /// The response head does not parse.
+    Malformed(String),
 }
 
 /// Sends the request and reads the response head. The head goes out at once; the body is
@@ -214,7 +217,7 @@ impl HeadReading {
                         continue;
                     }
                     Ok(Parsed::Partial) => {}
-                    Err(e) => return Poll::Ready(Err(ExchangeError::Other(e.to_string()))),
+                    Err(e) => return Poll::Ready(Err(ExchangeError::Malformed(e.to_string()))),
                 }
             }
             match ready!(conn.poll_fill(cx, HEAD_CHUNK)) {
@@ -224,7 +227,7 @@ impl HeadReading {
                     )))
                 }
                 Ok(0) => {
-                    return Poll::Ready(Err(ExchangeError::Other(
+                    return Poll::Ready(Err(ExchangeError::Broken(
                         "connection closed in the middle of the response head".into(),
                     )))
                 }
@@ -237,7 +240,7 @@ impl HeadReading {
     fn read_error(&self, e: io::Error) -> ExchangeError {
         match !self.received && closed(&e) {
             true => ExchangeError::Closed(e.to_string()),
-            false => ExchangeError::Other(e.to_string()),
+            false => ExchangeError::Broken(e.to_string()),
         }
     }
 }
@@ -250,7 +253,7 @@ fn closed(e: &io::Error) -> bool {
 fn write_error(e: io::Error) -> ExchangeError {
     match closed(&e) {
         true => ExchangeError::Closed(e.to_string()),
-        false => ExchangeError::Other(e.to_string()),
+        false => ExchangeError::Broken(e.to_string()),
     }
 }
 
@@ -260,6 +263,6 @@ fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> ExchangeError {
     }
     match e.downcast::<ClientBodyError>() {
         Ok(client) => ExchangeError::ClientBody(client.to_string()),
-        Err(other) => ExchangeError::Other(other.to_string()),
+        Err(other) => ExchangeError::Broken(other.to_string()),
     }
 }

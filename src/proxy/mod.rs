@@ -29,11 +29,12 @@ use crate::body::{Body, ClientBody};
 use crate::config::Upstream;
 use crate::deadlines::Deadlines;
 use crate::error::RequestError;
+use crate::metrics::UpstreamFailure;
 use crate::snapshot::Snapshot;
 use exchange::Outgoing;
 use request_body::RequestBody;
 use response_body::Home;
-pub use response_body::{Decoder, Step, UpstreamBody};
+pub use response_body::{body_failure, Decoder, Step, UpstreamBody};
 use wire::Framing;
 
 /// The client end of a connection, rendered once per connection.
@@ -139,7 +140,11 @@ pub async fn forward(
         let protocol = head.headers.get(header::UPGRADE).cloned();
         let (Some(client), Some(protocol)) = (client_upgrade, protocol) else {
             let cause = "101 Switching Protocols without an upgrade to switch to";
-            return Err(send::unreachable(upstream, cause.into()));
+            return Err(send::unreachable(
+                upstream,
+                cause.into(),
+                UpstreamFailure::BadResponse,
+            ));
         };
         let permit = via.permit.take();
         upgrade::tunnel(client, conn, upstream.name.clone(), permit);

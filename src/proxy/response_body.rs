@@ -16,6 +16,7 @@ use super::exchange::{Conn, Upload};
 use super::wire::{Framing, WireError};
 use crate::body::Body as ResponseBody;
 use crate::http1::chunked::{self, DataEnd, SizeLine, TrailersEnd};
+use crate::metrics::UpstreamFailure;
 
 /// Read buffer growth for bodies (each read is at most one frame).
 const BODY_CHUNK: usize = 64 * 1024;
@@ -188,6 +189,15 @@ fn release(conn: Conn, home: Option<Home>) {
         if conn.buf.is_empty() {
             home.client.checkin(&home.authority, conn);
         }
+    }
+}
+
+/// How a response body that broke off counts among upstream failures: framing that does
+/// not parse, or a cut (the upstream closed or reset the connection mid-body).
+pub fn body_failure(e: &Error) -> UpstreamFailure {
+    match e.is::<WireError>() {
+        true => UpstreamFailure::BadResponse,
+        false => UpstreamFailure::Truncated,
     }
 }
 

@@ -9,6 +9,7 @@ use super::Via;
 use crate::config::Upstream;
 use crate::deadlines::Deadlines;
 use crate::error::RequestError;
+use crate::metrics::UpstreamFailure;
 
 /// Sends on a pooled connection if there is one. No response headers within
 /// `response_timeout` is a 504. A request that can be replayed (idempotent, no body) and
@@ -40,7 +41,7 @@ pub async fn send(
         .client
         .connect(&upstream.authority)
         .await
-        .map_err(|e| unreachable(upstream, e.to_string()))?;
+        .map_err(|e| unreachable(upstream, e.to_string(), e.failure()))?;
     match attempt(&mut conn, out, timeout, via.deadlines).await {
         Ok((head, upload)) => Ok((conn, head, upload)),
         Err(e) => Err(e.into_request_error(upstream)),
@@ -75,17 +76,25 @@ impl AttemptError {
             AttemptError::Exchange(ExchangeError::ClientBody(cause)) => {
                 RequestError::BadBody(cause)
             }
-            AttemptError::Exchange(ExchangeError::Closed(cause) | ExchangeError::Other(cause)) => {
-                unreachable(upstream, cause)
+            AttemptError::Exchange(ExchangeError::Closed(cause) | ExchangeError::Broken(cause)) => {
+                unreachable(upstream, cause, UpstreamFailure::Reset)
+            }
+            AttemptError::Exchange(ExchangeError::Malformed(cause)) => {
+                unreachable(upstream, cause, UpstreamFailure::BadResponse)
             }
         }
     }
 }
 
 /// A 502 naming the upstream and the cause (for the log, never the client).
-pub(super) fn unreachable(upstream: &Upstream, cause: String) -> RequestError {
+pub(super) fn unreachable(
+    upstream: &Upstream,
+    cause: String,
+    failure: UpstreamFailure,
+) -> RequestError {
     RequestError::UpstreamUnreachable {
         upstream: format!("{} ({})", upstream.name, upstream.url),
         cause,
+        failure,
     }
 }

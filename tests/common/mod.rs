@@ -6,8 +6,10 @@
 
 pub mod client;
 pub mod daemon;
+pub mod monitoring;
 pub mod upstream;
 
 pub use client::*;
 pub use daemon::*;
+pub use monitoring::*;
 pub use upstream::*;
