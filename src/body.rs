@@ -108,13 +108,15 @@ impl HttpBody for Body {
     }
 }
 
-/// A request's body as the handler sees it: none, for the requests `http1` serves itself,
-/// or hyper's streaming body. On a connection that goes back to `http1` after this request
+/// A request's body as the handler sees it: none; the whole body, when `http1` found it
+/// already read behind its head; or hyper's streaming body. On a connection that goes back to `http1` after this request
 /// the body must be read to its end first (`BodyEnd`): only then does the next byte start
 /// the next request.
 #[derive(Debug)]
 pub enum ClientBody {
     Empty,
+    /// Taken by the first poll.
+    Full(Option<Bytes>),
     Hyper {
         /// Taken only by `drop`.
         body: Option<hyper::body::Incoming>,
@@ -182,6 +184,14 @@ impl BodyEnd {
 }
 
 impl ClientBody {
+    /// The whole body, when it was read with the head (and is not taken yet).
+    pub fn take_full(&mut self) -> Option<Bytes> {
+        match self {
+            ClientBody::Full(data) => data.take(),
+            _ => None,
+        }
+    }
+
     pub fn hyper(body: hyper::body::Incoming, end: Option<Arc<BodyEnd>>) -> Self {
         let body = ClientBody::Hyper {
             body: Some(body),
@@ -217,6 +227,7 @@ impl HttpBody for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ClientBody::Empty | ClientBody::Hyper { body: None, .. } => Poll::Ready(None),
+            ClientBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ClientBody::Hyper {
                 body: Some(body),
                 end,
@@ -235,6 +246,7 @@ impl HttpBody for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty | ClientBody::Hyper { body: None, .. } => true,
+            ClientBody::Full(data) => data.is_none(),
             ClientBody::Hyper {
                 body: Some(body),
                 end,
@@ -251,6 +263,9 @@ impl HttpBody for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Empty | ClientBody::Hyper { body: None, .. } => SizeHint::with_exact(0),
+            ClientBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             ClientBody::Hyper { body: Some(b), .. } => b.size_hint(),
         }
     }

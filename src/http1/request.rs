@@ -53,8 +53,8 @@ pub enum MessageLength {
 /// Parses the head at the start of `buf`. `scanned` remembers how far earlier calls
 /// looked for its end, so a head arriving byte by byte costs linear time.
 ///
-/// Plain means: HTTP/1.1, an origin-form target, no body (no Transfer-Encoding, no
-/// Content-Length other than 0), no `Expect`, no `Upgrade`. Everything else, and every
+/// Plain means: HTTP/1.1, an origin-form target, no body or a Content-Length body that is
+/// already in `buf` (no Transfer-Encoding), no `Expect`, no `Upgrade`. Everything else, and every
 /// head httparse or the `http` types refuse, is handed over untouched, so hyper gives
 /// its usual answer (400, 431, 100-continue, h2c, upgrades, bodies).
 pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> Parsed {
@@ -71,7 +71,23 @@ pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> Parsed {
     // copy, as in hyper).
     let head = buf.split_to(end).freeze();
     match plain(&head) {
-        Ok((req, close)) => Parsed::Plain { req, close },
+        Ok((req, close, 0)) => Parsed::Plain { req, close },
+        Ok((mut req, close, len)) => match usize::try_from(len) {
+            // The body is here already (a small body comes in the head's packet): it is
+            // the request's, and the next byte starts the next request.
+            Ok(len) if len <= buf.len() => {
+                *req.body_mut() = ClientBody::Full(Some(buf.split_to(len).freeze()));
+                Parsed::Plain { req, close }
+            }
+            // Still on its way: hyper streams it (and answers early if the app does).
+            _ => {
+                let total = (head.len() as u64).saturating_add(len);
+                Parsed::HandOff {
+                    head,
+                    to: Hyper::OneRequest(MessageLength::Bytes(total)),
+                }
+            }
+        },
         Err(to) => Parsed::HandOff { head, to },
     }
 }
@@ -84,7 +100,9 @@ fn too_large() -> Parsed {
     }
 }
 
-fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
+/// The request, whether it asked to close, and the length of its body (a Content-Length;
+/// anything else that needs hyper is `Err`).
+fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool, u64), Hyper> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     match parsed.parse_with_uninit_headers(head, &mut slots) {
@@ -129,16 +147,18 @@ fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool), Hyper> {
         }
         headers.append(name, value);
     }
-    if let Some(length) = body.message_length(head.len() as u64)? {
-        return Err(Hyper::OneRequest(length));
-    }
+    let body_len = match body.message_length(head.len() as u64)? {
+        Some(MessageLength::Bytes(total)) if !body.hand_over => total - head.len() as u64,
+        Some(length) => return Err(Hyper::OneRequest(length)),
+        None => 0,
+    };
     let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes())).map_err(|_| Hyper::Rest)?;
     let mut req = Request::new(ClientBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    Ok((req, close))
+    Ok((req, close, body_len))
 }
 
 /// What a head says about its body, as far as the choice of server goes.
@@ -232,7 +252,7 @@ mod tests {
         let one = |len| Hyper::OneRequest(len);
         for (raw, to) in [
             (
-                &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
+                &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhell"[..],
                 one(Len(43)),
             ),
             (
@@ -287,6 +307,34 @@ mod tests {
             assert_eq!(got, to, "{:?}", String::from_utf8_lossy(raw));
         }
         assert!(is_plain(b"GET / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_body_already_read_stays_and_the_next_request_is_kept() {
+        let raw = b"POST /a HTTP/1.1\r\nContent-Length: 005\r\n\r\nhelloGET /next";
+        let (parsed, left) = parse_all(raw);
+        let Parsed::Plain { req, close: false } = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(left, b"GET /next".len());
+        let ClientBody::Full(Some(body)) = req.body() else {
+            panic!("{:?}", req.body())
+        };
+        assert_eq!(&body[..], b"hello");
+        // With Expect, HTTP/1.0 or a chunked body, hyper reads it even if it is all here.
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\nx"[..],
+            b"POST / HTTP/1.0\r\nContent-Length: 1\r\n\r\nx",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+        ] {
+            assert!(matches!(
+                parse_all(raw).0,
+                Parsed::HandOff {
+                    to: Hyper::OneRequest(_),
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub async fn forward(
     let protocol = upgrade::requested(req.headers());
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     ensure_host(&mut req, upstream);
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     headers::strip_connection_listed(&mut parts.headers);
     let target = upstream_target(&parts.uri, strip)?;
     let trusted = &cfg.server.trusted_proxies;
@@ -119,15 +119,24 @@ pub async fn forward(
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
     let upgrade_headers = protocol.map(upgrade::request_headers);
     let upgrade_headers = upgrade_headers.iter().flatten().map(|(n, v)| (n, v));
-    let head = wire::encode_request(
+    let mut head = wire::encode_request(
         &parts.method,
         &target,
         fwd.apply(&parts.headers).chain(upgrade_headers),
         chunked,
     );
+    // A body read with its head (within `max_request_body`: its length was checked) goes
+    // out in the same write as the head.
+    let streamed = match body.take_full() {
+        Some(data) => {
+            head.extend_from_slice(&data);
+            None
+        }
+        None => has_body.then(|| RequestBody::streaming(body, cfg.server.max_request_body)),
+    };
     let mut out = Outgoing {
         head,
-        body: has_body.then(|| RequestBody::streaming(body, cfg.server.max_request_body)),
+        body: streamed,
         chunked,
         head_request: parts.method == Method::HEAD,
         // Relayed as lines, except for an upgrade, whose 101 headers are rewritten.
