@@ -1,4 +1,7 @@
-//! Socket reads the way nginx does them: a read that returns less than it asked for has
+//! The connection's socket as the server uses it (`Socket`): reads, `sendfile` and
+//! `TCP_CORK` for files (`static.sendfile`).
+//!
+//! Reads are done the way nginx does them: a read that returns less than it asked for has
 //! drained the socket's receive buffer, so readiness is cleared there and then, and the
 //! next read waits for epoll instead of first failing with EAGAIN.
 //!

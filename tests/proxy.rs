@@ -345,3 +345,49 @@ async fn connection_header_cannot_delete_forwarded_headers_or_host() {
     assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(seen["x-real-ip"], "203.0.113.7");
 }
+
+/// Bodies that arrive with their heads, pipelined on one keep-alive connection: each
+/// reaches the app whole and the connection goes on with the request after it. One over
+/// `max_request_body` is answered 413 without reaching the app, and (as nginx does) the
+/// connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_read_with_their_heads_are_exact_and_the_connection_goes_on() {
+    let (d, app) = proxy_with(&["max_request_body = \"1KiB\""], "").await;
+    let one = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    let two = "PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 007\r\n\r\nGET /x ";
+    let last = "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let text = all_answers(d.addr, &format!("{one}{two}{last}")).await;
+    let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{text}");
+    assert!(
+        answers[0].starts_with("200") && answers[0].ends_with("\r\n\r\nhello"),
+        "{text}"
+    );
+    assert!(
+        answers[1].starts_with("200") && answers[1].ends_with("\r\n\r\nGET /x "),
+        "{text}"
+    );
+    assert!(answers[2].starts_with("200"), "{text}");
+    assert_eq!(app.hits(), 3);
+    let big = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{}",
+        "y".repeat(2000)
+    );
+    let text = all_answers(d.addr, &format!("{big}{one}")).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+    assert_eq!(app.hits(), 3, "the 413 never reached the app");
+}
+
+/// Writes `raw` on a new connection and reads until the server closes it.
+async fn all_answers(addr: std::net::SocketAddr, raw: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+        .await
+        .expect("the server closes within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}

@@ -1,5 +1,6 @@
 //! Writing a response: the head with the framing hyper would choose (RFC 9112 section 6),
-//! the body as Content-Length or chunked, small bodies in the same write as the head.
+//! the body as Content-Length or chunked, small bodies in the same write as the head, and
+//! with `static.sendfile` a file's cached stretches straight from the page cache.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
