@@ -55,10 +55,6 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// How long shutdown waits for a request that may be on its way on a connection with none
-/// in progress.
-const NEXT_REQUEST_GRACE: Duration = Duration::from_millis(500);
-
 /// Serves the connection on `stream` until it ends.
 pub async fn serve<S: Socket, R: Respond>(
     stream: S,
@@ -123,7 +119,7 @@ async fn serve_plain<S: Socket, R: Respond>(
             // does not hold shutdown up for longer.
             Control::Stop if !state.is_busy() => {
                 state.close_after_this();
-                let grace = ctx.timeouts().0.min(NEXT_REQUEST_GRACE);
+                let grace = ctx.timeouts().0.min(http1::NEXT_REQUEST_GRACE);
                 tokio::select! {
                     biased;
                     ended = served.as_mut() => Some(ended),

@@ -279,7 +279,9 @@ async fn receive_handoffs(mut inbox: mpsc::UnboundedReceiver<Handoff>, ctx: Arc<
     // (with the grace every connection gets for its first request), never dropped unseen.
     // Once the inbox is closed a worker that tries to hand one over keeps it.
     inbox.close();
-    while let Ok(h) = inbox.try_recv() {
+    // recv, not try_recv: a hand-over that passed the closed check before close() but is
+    // not in the queue yet makes try_recv answer Empty; recv waits for it.
+    while let Some(h) = inbox.recv().await {
         take_over(&mut connections, &ctx, h);
     }
     while connections.join_next().await.is_some() {}

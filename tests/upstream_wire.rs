@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
@@ -303,4 +305,60 @@ async fn an_early_answer_is_relayed_while_the_body_is_still_coming() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Shutdown that begins while a response is on its way whose head already promised
+/// keep-alive: the client may send its next request as soon as the body ends, so that
+/// request is still answered (with `Connection: close`), not met with a closed
+/// connection (a load balancer's 502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_keep_alive_answer_finished_in_shutdown_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = raw_upstream(|mut stream, _head, _first| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst")
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = stream.write_all(b" half").await;
+    })
+    .await;
+    let mut d = proxy_to(addr, "");
+    let mut stream = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !String::from_utf8_lossy(&got).contains("close"),
+        "keep-alive promised"
+    );
+    d.signal(libc::SIGTERM);
+    while !String::from_utf8_lossy(&got).ends_with("first half") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "cut: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut next = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut next))
+        .await
+        .expect("closed within 5 s")
+        .unwrap();
+    let next = String::from_utf8_lossy(&next).to_ascii_lowercase();
+    assert!(
+        next.starts_with("http/1.1 "),
+        "the next request was not answered: {next:?}"
+    );
+    assert!(next.contains("connection: close"), "{next}");
+    d.wait_exit(Duration::from_secs(10));
 }

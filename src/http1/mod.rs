@@ -38,6 +38,9 @@ pub use request::{Hyper, MessageLength};
 const READ_SIZE: usize = 8 * 1024;
 /// A connection keeps at most this much output buffer between requests.
 const KEEP_OUT: usize = 16 * 1024;
+/// How long shutdown waits for a request that may be on its way on a connection with none
+/// in progress (a restart refuses nothing a client already sent or is sending).
+pub const NEXT_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How a connection left `serve`.
 pub enum Ended {
@@ -85,8 +88,19 @@ where
 {
     let mut input = BytesMut::from(read);
     let mut out = Vec::new();
+    // Asked to close after a response whose head had already promised keep-alive: the
+    // client may be sending its next request already, so it gets the shutdown grace.
+    let mut promised = false;
     loop {
-        let (req, close) = match read_head(io, &mut input).await? {
+        let head = match promised {
+            false => read_head(io, &mut input).await?,
+            true => match tokio::time::timeout(NEXT_REQUEST_GRACE, read_head(io, &mut input)).await
+            {
+                Ok(head) => head?,
+                Err(_) => None,
+            },
+        };
+        let (req, close) = match head {
             Some(Parsed::Plain { req, close }) => (req, close),
             Some(Parsed::HandOff { head, to }) => {
                 let read = join(head, input);
@@ -100,11 +114,13 @@ where
         let close = close || state.closing.load(Ordering::Relaxed);
         let again = response::write(io, &mut out, res, head_request, close).await?;
         state.busy.store(false, Ordering::Relaxed);
-        // Asked to close while the response was on its way: now is the moment.
-        if !again || state.closing.load(Ordering::Relaxed) {
+        // Asked to close while the response was on its way: now is the moment, unless the
+        // response said keep-alive (then once the next request is answered, with close).
+        if !again || (close && state.closing.load(Ordering::Relaxed)) {
             let _ = io.shutdown().await;
             return Ok(Ended::Closed);
         }
+        promised = state.closing.load(Ordering::Relaxed);
         out.clear();
         out.shrink_to(KEEP_OUT);
     }
