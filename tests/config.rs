@@ -133,6 +133,26 @@ fn unknown_key_is_reported_at_its_position() {
     );
 }
 
+/// `[upstreams.NAME]` tables are the same TOML as inline tables, and are read as such;
+/// a wrong key in one is reported on its own line.
+#[test]
+fn upstream_tables_are_read_like_inline_tables() {
+    let (code, stdout, stderr) = check(
+        "active = \"blue\"\n[upstreams.blue]\nurl = \"127.0.0.1:1\"\nhealth = \"/h\"\n[upstreams.green]\nurl = \"127.0.0.1:2\"\n",
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("blue") && stdout.contains("green"),
+        "{stdout}"
+    );
+    assert_error_at(
+        "active = \"blue\"\n[upstreams.blue]\naddr = \"127.0.0.1:1\"\n",
+        3,
+        1,
+        "unknown field `addr`",
+    );
+}
+
 #[test]
 fn active_naming_no_upstream() {
     assert_error_at(
