@@ -76,7 +76,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         .upstreams
         .iter()
         .map(|u| {
-            let state = shared.health.get(u);
+            let state = c.is_checked(u).then(|| shared.health.get(u)).flatten();
             serde_json::json!({
                 "name": u.name,
                 "url": u.url,

@@ -178,7 +178,7 @@ pub async fn run(shared: Arc<Shared>) {
         let thresholds = Thresholds::of(&snap.config.proxy);
         let mut round = JoinSet::new();
         for upstream in &snap.config.upstreams {
-            if upstream.health.is_some() || *upstream == snap.config.active {
+            if snap.config.is_checked(upstream) {
                 let upstream = Arc::clone(upstream);
                 round.spawn(async move {
                     let result = check(&upstream, timeout).await;

@@ -241,9 +241,8 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(out, "# HELP switchyard_upstream_up 1 if the upstream passed its last check, 0 if it failed.\n# TYPE switchyard_upstream_up gauge");
     for u in &snap.config.upstreams {
         let active = u.name == snap.config.active.name;
-        // A former active upstream without a health path is no longer checked: its last
-        // state would stand still, and an alert on it would never clear.
-        if !active && u.health.is_none() {
+        // A state that no longer moves would hold an alert on it for ever.
+        if !snap.config.is_checked(u) {
             continue;
         }
         if let Some(state) = shared.health.get(u) {

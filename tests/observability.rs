@@ -328,6 +328,16 @@ async fn upstream_up_reports_only_the_upstreams_checked_now() {
     let text = wait_for_series(admin, green).await;
     // Blue has no health path: it was checked only while active, and is not any more.
     assert!(!text.contains("upstream=\"blue\",active"), "{text}");
+    let status: serde_json::Value =
+        serde_json::from_str(&fetch(admin, "/status").await.text()).expect("/status is JSON");
+    let health = |name: &str| {
+        status["upstreams"]
+            .as_array()
+            .and_then(|all| all.iter().find(|u| u["name"] == name))
+            .map(|u| u["health"].clone())
+    };
+    assert_eq!(health("green"), Some("up".into()), "{status}");
+    assert_eq!(health("blue"), Some("unchecked".into()), "{status}");
 }
 
 async fn wait_for_series(admin: std::net::SocketAddr, series: &str) -> String {

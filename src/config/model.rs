@@ -31,6 +31,15 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+impl Config {
+    /// Whether `upstream` is health-checked under this configuration: it has a health path,
+    /// or it is the active one (probed at its root). Any other upstream's last known state
+    /// is from an earlier configuration and no longer moves.
+    pub fn is_checked(&self, upstream: &Upstream) -> bool {
+        upstream.health.is_some() || *upstream == *self.active
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     pub listen: Vec<SocketAddr>,
