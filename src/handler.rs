@@ -32,8 +32,8 @@ pub struct Ctx<'a> {
 pub type Answer = (Result<Response<Body>, RequestError>, Served);
 
 impl<'a> Ctx<'a> {
-    /// Not an async fn: the caller awaits the proxy future itself, one layer fewer to
-    /// move the request into and the response out of.
+    /// Not an async fn: the caller awaits the proxy future itself, so the request and the
+    /// response are not moved through another future's state.
     fn proxy(
         &self,
         req: Request<ClientBody>,
@@ -81,8 +81,8 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
             (ctx.proxy(req, upstream, strip).await, served)
         }
         Decision::Local => {
-            // The web root first, then `fallback` (inline rather than an async fn of its
-            // own: one layer fewer for the request to be moved through).
+            // The web root first, then `fallback` (inline, so the request is not moved into
+            // another future's state).
             match static_files::serve(&req, snap, &ctx.worker.files).await {
                 Ok(Outcome::Response(res)) => return (Ok(res), Served::by(RouteKind::Static)),
                 Err(e) => return (Err(e), Served::by(RouteKind::Static)),

@@ -4,8 +4,8 @@
 //! Rules (SPEC "Static files"): `.` and `..` segments, decoded or not, are refused; an
 //! encoded slash or backslash (`%2F`, `%5C`) is refused rather than decoded into a
 //! separator; NUL, other control characters and malformed escapes are malformed requests
-//! (hyper already refuses raw control bytes in a request line; this function does not rely
-//! on it: the fuzzer found that it once did); dotfiles are hidden except under
+//! (this function does not rely on hyper refusing raw control bytes in a request line: the
+//! own HTTP/1.1 path is another way in); dotfiles are hidden except under
 //! `/.well-known/`. Symlinks are checked after resolution, in `lookup`.
 
 use std::borrow::Cow;
