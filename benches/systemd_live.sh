@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs config/switchyard.service and config/switchyard.socket under a real systemd as PID 1
-# (Debian 12, systemd 252, booted with systemd-nspawn) and checks what README "## systemd"
+# (Debian 12, systemd 252, booted with systemd-nspawn; SUITE=jammy: Ubuntu 22.04, systemd
+# 249, the oldest README names) and checks what README "## systemd"
 # promises: Type=notify start, reload that waits and fails on a bad file, `switchyard switch`,
 # the access log, clean stop, socket activation, restart under load without a failed
 # request, no system call refused by the seccomp filter, and the online
@@ -8,13 +9,18 @@
 # sandbox, passes the sockets and sets $MAINPID.
 #
 #   sudo benches/systemd_live.sh            # results in $WORK/results/results.txt
+#   sudo SUITE=jammy benches/systemd_live.sh
 #
-# Needs root, debootstrap and systemd-nspawn (apt-get install -y debootstrap systemd-container),
-# network access to a Debian mirror for the first run. Exit status: number of failed checks.
+# Needs root, debootstrap and systemd-nspawn (apt-get install -y debootstrap systemd-container;
+# for an Ubuntu suite also Ubuntu's archive keyring: package ubuntu-keyring, or KEYRING=),
+# network access to the mirror for the first run.
+# Exit status: number of failed checks.
 #
 # Env: SRC (repository, default: the one holding this script; its HEAD is built, uncommitted
 # changes are not), BIN (use this binary instead of building), WORK (scratch directory),
-# MIRROR (Debian mirror), FRESH=1 (debootstrap again instead of reusing $WORK/base).
+# SUITE (bookworm, or an Ubuntu one: jammy), MIRROR (default: Debian's, Ubuntu's for an
+# Ubuntu suite), KEYRING (the mirror's signing keys), FRESH=1 (debootstrap again instead of
+# reusing the cached base).
 set -euo pipefail
 
 if [[ ${1:-} != --inside ]]; then
@@ -22,7 +28,16 @@ if [[ ${1:-} != --inside ]]; then
     HERE=$(cd "$(dirname "$0")" && pwd)
     SRC=${SRC:-$(git -C "$HERE" rev-parse --show-toplevel)}
     WORK=${WORK:-/var/tmp/switchyard-systemd-live}
-    MIRROR=${MIRROR:-http://deb.debian.org/debian}
+    SUITE=${SUITE:-bookworm}
+    # Ubuntu suites come from Ubuntu's archive; their main component has every package below.
+    case $SUITE in
+        focal | jammy | noble) MIRROR=${MIRROR:-http://archive.ubuntu.com/ubuntu}
+            KEYRING=${KEYRING:-/usr/share/keyrings/ubuntu-archive-keyring.gpg} ;;
+        *) MIRROR=${MIRROR:-http://deb.debian.org/debian} KEYRING=${KEYRING:-} ;;
+    esac
+    # One cached base per suite; bookworm keeps the name it always had.
+    BASE=$WORK/base
+    [[ $SUITE == bookworm ]] || BASE=$WORK/base-$SUITE
     [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 100; }
     for t in debootstrap systemd-nspawn git; do
         command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 100; }
@@ -42,26 +57,29 @@ if [[ ${1:-} != --inside ]]; then
     echo "at ${SECONDS}s: units from $(git -C "$WORK/src" log --oneline -1 | cut -c1-60), binary $BIN"
 
     # The base system is cached: debootstrap dominates the run time and does not change.
-    if [[ ${FRESH:-0} == 1 || ! -e $WORK/base/.complete ]]; then
-        rm -rf "$WORK/base" "$WORK/base.tmp"
-        debootstrap --include=systemd,systemd-sysv,dbus,libpam-systemd,curl,python3,procps,strace \
-            bookworm "$WORK/base.tmp" "$MIRROR" >"$WORK/debootstrap.log" 2>&1
+    if [[ ${FRESH:-0} == 1 || ! -e $BASE/.complete ]]; then
+        # Without the keyring debootstrap only warns and installs unverified packages.
+        [[ -z $KEYRING || -e $KEYRING ]] || { echo "missing $KEYRING (ubuntu-keyring)" >&2; exit 100; }
+        rm -rf "$BASE" "$BASE.tmp"
+        debootstrap ${KEYRING:+--keyring="$KEYRING"} \
+            --include=systemd,systemd-sysv,dbus,libpam-systemd,curl,python3,procps,strace \
+            "$SUITE" "$BASE.tmp" "$MIRROR" >"$WORK/debootstrap-$SUITE.log" 2>&1
         # nginx only for the security comparison; policy-rc.d keeps its postinst from
         # starting it on the host's port 80 while we are still in a chroot.
-        printf '#!/bin/sh\nexit 101\n' >"$WORK/base.tmp/usr/sbin/policy-rc.d"
-        chmod +x "$WORK/base.tmp/usr/sbin/policy-rc.d"
-        chroot "$WORK/base.tmp" apt-get install -y -qq --no-install-recommends nginx \
-            >>"$WORK/debootstrap.log" 2>&1
-        chroot "$WORK/base.tmp" systemctl disable nginx.service >/dev/null 2>&1
-        rm -f "$WORK/base.tmp/usr/sbin/policy-rc.d"
-        touch "$WORK/base.tmp/.complete"
-        mv "$WORK/base.tmp" "$WORK/base"
-        echo "debootstrap done at ${SECONDS}s"
+        printf '#!/bin/sh\nexit 101\n' >"$BASE.tmp/usr/sbin/policy-rc.d"
+        chmod +x "$BASE.tmp/usr/sbin/policy-rc.d"
+        chroot "$BASE.tmp" apt-get install -y -qq --no-install-recommends nginx \
+            >>"$WORK/debootstrap-$SUITE.log" 2>&1
+        chroot "$BASE.tmp" systemctl disable nginx.service >/dev/null 2>&1
+        rm -f "$BASE.tmp/usr/sbin/policy-rc.d"
+        touch "$BASE.tmp/.complete"
+        mv "$BASE.tmp" "$BASE"
+        echo "debootstrap $SUITE done at ${SECONDS}s"
     fi
 
     R=$WORK/rootfs
     rm -rf "$R" "$WORK/results"
-    cp -a "$WORK/base" "$R"
+    cp -a "$BASE" "$R"
     mkdir -p "$WORK/results"
 
     # What README "## systemd" tells an operator to install, unchanged.
@@ -147,8 +165,8 @@ WantedBy=multi-user.target
 EOF
     ln -sf /etc/systemd/system/switchyard-live-checks.service "$R/etc/systemd/system/multi-user.target.wants/"
 
-    # Unified cgroups as on a stock Debian 12 host (the default would follow this host's
-    # hybrid layout); a private network so port 80 is the container's own.
+    # Unified cgroups as on a stock Debian 12 or Ubuntu 22.04 host (the default would follow
+    # this host's hybrid layout); a private network so port 80 is the container's own.
     echo "booting at ${SECONDS}s"
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout 1200 systemd-nspawn -D "$R" -b --register=no \
         --keep-unit --private-network --bind="$WORK/results:/results" \
@@ -165,6 +183,10 @@ exec > >(tee /results/results.txt >/dev/console) 2>&1
 set +e
 CONF=/etc/switchyard/switchyard.toml
 PASS=0 FAIL=0
+SDV=$(systemctl --version | awk 'NR == 1 {print $2}') # 249 on jammy, 252 on bookworm
+# systemctl's --kill-who= became --kill-whom= in 252; 249 knows only the old spelling.
+KILL_WHOM=--kill-whom
+((SDV >= 252)) || KILL_WHOM=--kill-who
 
 say() { printf '\n== %s\n' "$*"; }
 # Echo a command and its output, and leave its exit status in $rc.
@@ -272,7 +294,7 @@ exercise() { # exercise LABEL
     run tail -n 2 /var/log/switchyard/access.log
     check "$L access log written" grep -q 'GET /api/whoami.txt' /var/log/switchyard/access.log
     mv /var/log/switchyard/access.log /var/log/switchyard/access.log.1
-    run systemctl kill --signal=SIGUSR1 --kill-whom=main switchyard.service
+    run systemctl kill --signal=SIGUSR1 "$KILL_WHOM=main" switchyard.service
     sleep 0.5; body http://127.0.0.1/index.html >/dev/null; sleep 0.5
     run ls -lL /var/log/switchyard/
     check "$L access log reopened after SIGUSR1" grep -q 'GET /index.html' /var/log/switchyard/access.log
@@ -403,11 +425,16 @@ run systemctl start switchyard.socket
 run curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 http://127.0.0.1/
 systemctl stop switchyard.service switchyard.socket
 
-say "security (online, systemd 252)"
+say "security (online, systemd $SDV)"
 run systemd-analyze security switchyard.service
 run systemd-analyze security --no-pager nginx.service
 systemd-analyze security switchyard.service nginx.service 2>&1 | tail -n 3
-run systemd-analyze security --offline=true /etc/systemd/system/switchyard.service
+# --offline= (the unit file alone, as before installing it) came with systemd 250.
+if systemd-analyze --help | grep -q -- --offline; then
+    run systemd-analyze security --offline=true /etc/systemd/system/switchyard.service
+else
+    echo "not applicable on systemd $SDV: systemd-analyze security --offline= exists from 250 on; the online score above is the same analysis of the loaded unit"
+fi
 echo
 systemctl stop switchyard.service switchyard.socket
 echo "checks: $PASS passed, $FAIL failed"
