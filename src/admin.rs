@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::Body;
-use crate::metrics;
+use crate::prometheus;
 use crate::snapshot::{ReloadOutcome, Shared};
 
 /// Accepts admin connections until the process ends.
@@ -49,7 +49,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     match req.uri().path() {
         "/status" => json(StatusCode::OK, status(shared)),
         "/metrics" => {
-            let mut res = Response::new(Body::full(metrics::render(shared)));
+            let mut res = Response::new(Body::full(prometheus::render(shared)));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

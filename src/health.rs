@@ -7,6 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::Body;
 use crate::health_checks;
 use crate::snapshot::{Shared, Snapshot};
+use crate::upstream_health;
 
 pub fn health(snap: &Snapshot) -> Response<Body> {
     json_response(StatusCode::OK, Body::full(snap.health_body()))
@@ -40,7 +41,7 @@ async fn active_is_up(snap: &Snapshot, shared: &Shared) -> bool {
         return state.up;
     }
     let result = health_checks::check(active, timeout).await;
-    let thresholds = health_checks::Thresholds::of(proxy);
+    let thresholds = upstream_health::Thresholds::of(proxy);
     shared.health.record(active, result, thresholds)
 }
 

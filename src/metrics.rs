@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::snapshot::Shared;
-
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -199,64 +197,34 @@ impl Shard {
     }
 }
 
-/// The Prometheus text exposition of everything.
-pub fn render(shared: &Shared) -> String {
-    let m = &shared.metrics;
-    let mut out = String::with_capacity(4096);
-    let shards: Vec<Arc<Shard>> = m.shards.lock().map(|s| s.clone()).unwrap_or_default();
-    let series = merged(&shards);
-    let snap = shared.load();
-    requests(&mut out, &series);
-    latency(&mut out, &series);
-    let configured = snap.config.upstreams.iter().map(|u| u.name.as_str());
-    failures(&mut out, &series, configured);
-    gauge(
-        &mut out,
-        "switchyard_open_connections",
-        "Client connections open now.",
-        m.open_connections.load(Ordering::Relaxed),
-    );
-    let _ = writeln!(out, "# HELP switchyard_reloads_total Configuration reloads by result.\n# TYPE switchyard_reloads_total counter");
-    let _ = writeln!(
-        out,
-        "switchyard_reloads_total{{result=\"ok\"}} {}",
-        m.reloads_ok.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "switchyard_reloads_total{{result=\"failed\"}} {}",
-        m.reloads_failed.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "switchyard_reloads_total{{result=\"refused\"}} {}",
-        m.reloads_refused.load(Ordering::Relaxed)
-    );
-    gauge(
-        &mut out,
-        "switchyard_config_generation",
-        "Generation of the configuration in force.",
-        snap.generation as i64,
-    );
-    let _ = writeln!(out, "# HELP switchyard_upstream_up 1 if the upstream passed its last check, 0 if it failed.\n# TYPE switchyard_upstream_up gauge");
-    for u in &snap.config.upstreams {
-        let active = u.name == snap.config.active.name;
-        // A state that no longer moves would hold an alert on it for ever.
-        if !snap.config.is_checked(u) {
-            continue;
-        }
-        if let Some(state) = shared.health.get(u) {
+impl Metrics {
+    /// The Prometheus text of the counters: requests, latency and upstream failures (every
+    /// upstream in `configured` at 0 from the start), open connections, reloads.
+    pub fn write_text<'a>(&self, out: &mut String, configured: impl Iterator<Item = &'a str>) {
+        let shards: Vec<Arc<Shard>> = self.shards.lock().map(|s| s.clone()).unwrap_or_default();
+        let series = merged(&shards);
+        requests(out, &series);
+        latency(out, &series);
+        failures(out, &series, configured);
+        gauge(
+            out,
+            "switchyard_open_connections",
+            "Client connections open now.",
+            self.open_connections.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(out, "# HELP switchyard_reloads_total Configuration reloads by result.\n# TYPE switchyard_reloads_total counter");
+        for (result, count) in [
+            ("ok", &self.reloads_ok),
+            ("failed", &self.reloads_failed),
+            ("refused", &self.reloads_refused),
+        ] {
             let _ = writeln!(
                 out,
-                "switchyard_upstream_up{{upstream=\"{}\",active=\"{active}\"}} {}",
-                label(&u.name),
-                u8::from(state.up)
+                "switchyard_reloads_total{{result=\"{result}\"}} {}",
+                count.load(Ordering::Relaxed)
             );
         }
     }
-    let dropped = shared.access_log.dropped.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP switchyard_access_log_dropped_total Access log lines dropped because the writer fell behind.\n# TYPE switchyard_access_log_dropped_total counter\nswitchyard_access_log_dropped_total {dropped}");
-    out
 }
 
 /// The shards added up, one entry per route kind and upstream, in a stable order.
@@ -348,7 +316,7 @@ fn failures<'a>(out: &mut String, series: &[Series], configured: impl Iterator<I
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
+pub fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
@@ -356,7 +324,7 @@ fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
 }
 
 /// Label values escape `\`, `"` and newlines.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -15,8 +15,8 @@ use bytes::Bytes;
 
 use crate::access_log::AccessLogger;
 use crate::config::Config;
-use crate::health_checks::HealthTable;
 use crate::metrics::Metrics;
+use crate::upstream_health::HealthTable;
 
 pub struct Snapshot {
     pub config: Config,
