@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::conditional::{etag, Encoding};
-use super::reply::content_type;
+use super::content_type::content_type;
 use super::security::SafePath;
 
 /// Files up to this size are read whole in the same blocking call that opens them and

@@ -4,6 +4,7 @@
 
 mod cache;
 mod conditional;
+mod content_type;
 mod lookup;
 mod reply;
 mod residency;
