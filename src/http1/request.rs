@@ -148,7 +148,7 @@ fn plain(head: &Bytes) -> Result<(Request<ClientBody>, bool, u64), Hyper> {
         headers.append(name, value);
     }
     let body_len = match body.message_length(head.len() as u64)? {
-        Some(MessageLength::Bytes(total)) if !body.hand_over => total - head.len() as u64,
+        Some(MessageLength::Bytes(_)) if !body.hand_over => body.length.unwrap_or(0),
         Some(length) => return Err(Hyper::OneRequest(length)),
         None => 0,
     };

@@ -59,7 +59,8 @@ pub async fn write<S: Socket>(
         return Ok(!close);
     }
     let mut sent = 0u64;
-    let mut zero_copy = matches!(framing, Framing::Length(_));
+    let mut zero_copy =
+        matches!(framing, Framing::Length(_)) && body.file_mut().is_some_and(|f| f.uses_sendfile());
     let mut corked = false;
     loop {
         if zero_copy {

@@ -68,7 +68,12 @@ impl FileBody {
         residency::is_cached(&self.file, self.offset, len).then_some((&self.file, self.offset, len))
     }
 
-    /// `n` bytes were sent from the file by other means than `poll_frame`.
+    /// Whether `cached_stretch` may offer stretches (`static.sendfile`).
+    pub fn uses_sendfile(&self) -> bool {
+        self.sendfile
+    }
+
+    /// `n` more bytes of the file are sent (by `poll_frame`, or by `sendfile`).
     pub fn advance(&mut self, n: usize) {
         let n = (n as u64).min(self.remaining);
         self.offset += n;
@@ -189,8 +194,7 @@ impl Body for FileBody {
                 "file shrank while being sent",
             ))));
         }
-        this.offset += buf.len() as u64;
-        this.remaining -= buf.len() as u64;
+        this.advance(buf.len());
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
     }
 
