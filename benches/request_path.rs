@@ -7,8 +7,8 @@ use std::path::Path;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Request;
 use switchyard::config;
-use switchyard::router;
-use switchyard::static_files::{lookup, sanitize};
+use switchyard::parts::routing;
+use switchyard::parts::{lookup, sanitize};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -37,7 +37,7 @@ upstream = "grafana"
         .expect("request");
 
     c.bench_function("route decision (2 routes, no match)", |b| {
-        b.iter(|| black_box(router::decide(&cfg, black_box(&req))).is_local())
+        b.iter(|| black_box(routing::decide(&cfg, black_box(&req))).is_local())
     });
     c.bench_function("sanitize path", |b| {
         b.iter(|| sanitize(black_box("/assets/small.js")).map(|p| p.relative.len()))
@@ -47,12 +47,11 @@ upstream = "grafana"
     c.bench_function("lookup + read 1 KiB file", |b| {
         b.iter(|| {
             let safe = sanitize("/assets/small.js").expect("safe");
-            let opts = switchyard::static_files::Options {
+            let opts = switchyard::parts::Options {
                 index: &index,
                 precompressed: true,
             };
-            lookup(root, &safe, &opts)
-                .map(|f| matches!(f, switchyard::static_files::Found::File(_)))
+            lookup(root, &safe, &opts).map(|f| matches!(f, switchyard::parts::Found::File(_)))
         })
     });
 }

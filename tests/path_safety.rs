@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use proptest::prelude::*;
-use switchyard::static_files::{lookup, sanitize, Found, Options};
+use switchyard::parts::{lookup, sanitize, Found, Options};
 
 const PIECES: &[&str] = &[
     "..",

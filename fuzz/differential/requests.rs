@@ -23,10 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use switchyard::body::{Body, ClientBody, ResponseBody};
-use switchyard::connection::{self, Respond};
-use switchyard::request_checks;
-use switchyard::timeouts::ConnClock;
+use switchyard::parts::{connection, request_checks, Respond};
+use switchyard::parts::{Body, ClientBody, ConnClock, TrackedBody};
 
 /// A request as the application would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,12 +149,14 @@ struct Recorder {
 }
 
 impl Respond for Recorder {
+    type Report = ();
+
     fn respond(
         &self,
         clock: &Arc<ConnClock>,
         req: Request<ClientBody>,
         ambiguous: bool,
-    ) -> impl Future<Output = Response<ResponseBody>> + Send {
+    ) -> impl Future<Output = Response<TrackedBody>> + Send {
         let guard = clock.begin_request();
         async move {
             let mut head = Request::new(());
@@ -171,13 +171,13 @@ impl Respond for Recorder {
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
-                return res.map(|b| ResponseBody::unreported(b, guard));
+                return res.map(|b| TrackedBody::new(b, guard, ()));
             }
             let message = record(req).await;
             if let Ok(mut seen) = self.seen.lock() {
                 seen.push(message);
             }
-            ok().map(|b| ResponseBody::unreported(b, guard))
+            ok().map(|b| TrackedBody::new(b, guard, ()))
         }
     }
 

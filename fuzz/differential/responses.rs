@@ -14,9 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use switchyard::http1::head::classify;
-use switchyard::proxy::wire::{parse_response, Parsed};
-use switchyard::proxy::{Decoder, Step};
+use switchyard::parts::{classify, parse_response, Decoder, ParsedResponse as Parsed, Step};
 
 /// A response as the client would get it.
 #[derive(Debug, Clone, PartialEq, Eq)]

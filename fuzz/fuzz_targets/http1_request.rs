@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use switchyard::http1::request::{parse, Parsed};
+use switchyard::parts::{parse_request as parse, ParsedRequest as Parsed};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, input)) = data.split_first() else { return };

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else { return };
-    let Ok(safe) = switchyard::static_files::sanitize(raw) else { return };
+    let Ok(safe) = switchyard::parts::sanitize(raw) else { return };
     let rel = Path::new(&*safe.relative);
     assert!(!safe.relative.starts_with('/'), "absolute: {raw:?}");
     assert!(!safe.relative.contains('\0'), "NUL: {raw:?}");

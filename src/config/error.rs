@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use toml::Spanned;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: String,
@@ -78,6 +80,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Where errors point: the file's name and its text.
+pub(super) struct Source<'a> {
+    pub(super) file: &'a str,
+    pub(super) text: &'a str,
+}
+
+impl Source<'_> {
+    pub(super) fn err<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.text, spanned.span(), message)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 mod error;
 mod model;
 mod raw;
+mod settings;
 mod summary;
 mod units;
 mod validate;

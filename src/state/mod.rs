@@ -1,0 +1,8 @@
+//! What the daemon knows, shared between workers: the configuration snapshot (the one
+//! swappable value), the upstream health table, the metrics counters and the access-log
+//! buffer.
+
+pub mod access_log;
+pub mod metrics;
+pub mod snapshot;
+pub mod upstream_health;
