@@ -38,11 +38,11 @@ pub mod parts {
     pub use crate::http::client_body::ClientBody;
     pub use crate::http::clocked_io::ConnClock;
     pub use crate::http::connection::{self, Respond};
-    pub use crate::http::h1::request::{parse as parse_request, Parsed as ParsedRequest};
+    pub use crate::http::h1::request::{parse as parse_request, ParsedRequest};
     pub use crate::http::head::classify;
     pub use crate::http::tracked_body::TrackedBody;
     pub use crate::http::upstream::response_body::{Decoder, Step};
-    pub use crate::http::upstream::wire::{parse_response, Parsed as ParsedResponse};
+    pub use crate::http::upstream::wire::{parse_response, ParsedResponse};
     pub use crate::policy::request_checks;
     pub use crate::policy::routing;
     pub use crate::policy::static_files::{lookup, sanitize, Found, Options};

@@ -11,7 +11,7 @@ use crate::control::prober;
 use crate::control::reload;
 use crate::control::signals::{notify, Intent, Signals};
 use crate::serve::listeners;
-use crate::serve::workers::Server;
+use crate::serve::workers::Workers;
 use crate::state::access_log::AccessLogger;
 use crate::state::snapshot::Shared;
 use crate::sys::socket_activation::{ActivationError, Passed};
@@ -87,7 +87,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     log_startup(&shared, &listeners);
     tokio::spawn(prober::run(Arc::clone(&shared)));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server = Server::start(&listeners, &shared, server_cfg.max_connections, workers)
+    let server = Workers::start(&listeners, &shared, server_cfg.max_connections, workers)
         .map_err(StartError::Workers)?;
     // The workers hold duplicates; the originals must close so that shutdown really
     // stops accepting.
@@ -140,7 +140,7 @@ fn log_startup(shared: &Shared, listeners: &[std::net::TcpListener]) {
 
 /// SIGTERM: fail `ready_path` for `drain_delay` while still serving, so the load balancer
 /// deregisters the host; then stop accepting and let in-flight requests finish.
-async fn shutdown(shared: &Shared, server: Server) {
+async fn shutdown(shared: &Shared, server: Workers) {
     let settings = shared.load().config.server.clone();
     shared.start_draining();
     if !settings.drain_delay.is_zero() {

@@ -166,7 +166,7 @@ pub fn put_size(out: &mut Vec<u8>, n: usize) {
 /// Finds where a chunked body ends in a stream of bytes, without keeping them: what lets a
 /// connection hand exactly one request to hyper and nothing that follows it.
 #[derive(Debug, Default)]
-pub struct BodyEnd {
+pub struct ChunkedEnd {
     state: Track,
     /// The line being read (a size line, the end of a chunk, a trailer line).
     line: Vec<u8>,
@@ -186,7 +186,7 @@ enum Track {
     Broken,
 }
 
-impl BodyEnd {
+impl ChunkedEnd {
     /// How many of `bytes` belong to the body; fewer than all once it has ended.
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
         let mut used = 0;
@@ -304,7 +304,7 @@ mod tests {
         let next = b"GET / HTTP/1.1\r\n\r\n";
         let all = [&body[..], &next[..]].concat();
         for piece in 1..all.len() {
-            let mut end = BodyEnd::default();
+            let mut end = ChunkedEnd::default();
             let mut used = 0;
             for chunk in all.chunks(piece) {
                 let n = end.feed(chunk);
@@ -316,7 +316,7 @@ mod tests {
             assert_eq!(used, body.len(), "pieces of {piece}");
             assert!(end.is_done());
         }
-        let mut end = BodyEnd::default();
+        let mut end = ChunkedEnd::default();
         assert_eq!(
             end.feed(b"zz\r\nGET"),
             4,

@@ -48,7 +48,7 @@ pub struct ConnClock {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Expired {
+pub enum ConnTimeout {
     /// The request headers did not arrive in time: close now.
     Headers,
     /// Nothing happened for `idle_timeout`: close gracefully.
@@ -112,16 +112,16 @@ impl ConnClock {
     }
 
     /// Which clock ran out, if any.
-    pub fn expired(&self, header_timeout: Duration, idle_timeout: Duration) -> Option<Expired> {
+    pub fn expired(&self, header_timeout: Duration, idle_timeout: Duration) -> Option<ConnTimeout> {
         let now = self.now();
         let header_since = self.header_since.load(Ordering::Relaxed);
         if header_since != NOT_READING {
             let late = now.saturating_sub(header_since) > nanos(header_timeout);
-            return late.then_some(Expired::Headers);
+            return late.then_some(ConnTimeout::Headers);
         }
         let idle = self.active.load(Ordering::Relaxed) == 0
             && now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) > nanos(idle_timeout);
-        idle.then_some(Expired::Idle)
+        idle.then_some(ConnTimeout::Idle)
     }
 }
 
@@ -203,7 +203,10 @@ impl<S: Socket> ClockedIo<S> {
 /// The rest of one request, as far as reads may go.
 enum Limit {
     Bytes(u64),
-    Chunked { head: u64, body: chunked::BodyEnd },
+    Chunked {
+        head: u64,
+        body: chunked::ChunkedEnd,
+    },
 }
 
 impl Limit {
@@ -240,7 +243,7 @@ impl<S: Socket> ClockedIo<S> {
             MessageLength::Bytes(n) => Limit::Bytes(n),
             MessageLength::Chunked { head } => Limit::Chunked {
                 head,
-                body: chunked::BodyEnd::default(),
+                body: chunked::ChunkedEnd::default(),
             },
         });
     }

@@ -24,7 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use crate::http::client_body::{BodyEnd, ClientBody};
-use crate::http::clocked_io::{self, ClockedIo, ConnClock, Expired};
+use crate::http::clocked_io::{self, ClockedIo, ConnClock, ConnTimeout};
 use crate::http::h1;
 use crate::http::head;
 use crate::http::tracked_body::{Report, TrackedBody};
@@ -101,7 +101,7 @@ async fn serve_plain<S: Socket, R: Respond>(
     clock: &Arc<ConnClock>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<io::Result<h1::Ended>> {
-    let state = h1::State::default();
+    let state = h1::ConnState::default();
     let conn = &**ctx;
     let served = h1::serve(io, &state, read, move |req| {
         conn.respond(clock, req, clock.take_framing_conflict())
@@ -112,7 +112,7 @@ async fn serve_plain<S: Socket, R: Respond>(
         biased;
         ended = served.as_mut() => Some(ended),
         control = control => match control {
-            Control::Expired(Expired::Headers) => {
+            ConnEvent::TimedOut(ConnTimeout::Headers) => {
                 slow_headers();
                 None
             }
@@ -122,7 +122,7 @@ async fn serve_plain<S: Socket, R: Respond>(
             // refuse nothing, so it gets a moment to arrive and is answered with
             // `Connection: close`. A client that sends nothing, or only part of a head,
             // does not hold shutdown up for longer.
-            Control::Stop if !state.is_busy() => {
+            ConnEvent::Stop if !state.is_busy() => {
                 state.close_after_this();
                 let grace = ctx.timeouts().0.min(h1::NEXT_REQUEST_GRACE);
                 tokio::select! {
@@ -131,15 +131,15 @@ async fn serve_plain<S: Socket, R: Respond>(
                     _ = tokio::time::sleep(grace) => None,
                 }
             }
-            Control::Expired(Expired::Idle) if !state.is_busy() => None,
+            ConnEvent::TimedOut(ConnTimeout::Idle) if !state.is_busy() => None,
             // Shutdown: the request in progress finishes (`shutdown_timeout` bounds it).
-            Control::Stop => {
+            ConnEvent::Stop => {
                 state.close_after_this();
                 Some(served.await)
             }
             // Idle while busy: its response is done but still being written to a
             // client that stopped reading. One more idle period, then it is cut.
-            Control::Expired(Expired::Idle) => {
+            ConnEvent::TimedOut(ConnTimeout::Idle) => {
                 state.close_after_this();
                 let idle = ctx.timeouts().1;
                 tokio::select! {
@@ -205,8 +205,10 @@ async fn serve_one_with_hyper<S: Socket, R: Respond>(
             return Poll::Pending;
         }
         match control.as_mut().poll(cx) {
-            Poll::Ready(Control::Expired(Expired::Headers)) => return Poll::Ready(None),
-            Poll::Ready(Control::Stop | Control::Expired(Expired::Idle)) => stopping = true,
+            Poll::Ready(ConnEvent::TimedOut(ConnTimeout::Headers)) => return Poll::Ready(None),
+            Poll::Ready(ConnEvent::Stop | ConnEvent::TimedOut(ConnTimeout::Idle)) => {
+                stopping = true
+            }
             Poll::Pending => return Poll::Pending,
         }
     })
@@ -304,11 +306,11 @@ async fn serve_with_hyper<S: Socket, R: Respond>(
         biased;
         r = conn.as_mut() => r,
         control = control => match control {
-            Control::Stop | Control::Expired(Expired::Idle) => {
+            ConnEvent::Stop | ConnEvent::TimedOut(ConnTimeout::Idle) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
-            Control::Expired(Expired::Headers) => return slow_headers(),
+            ConnEvent::TimedOut(ConnTimeout::Headers) => return slow_headers(),
         }
     };
     if let Err(e) = result {
@@ -335,22 +337,22 @@ async fn control<R: Respond>(
     stop: &mut watch::Receiver<bool>,
     clock: &ConnClock,
     ctx: &R,
-) -> Control {
+) -> ConnEvent {
     tokio::select! {
-        _ = stopped(stop) => Control::Stop,
-        expired = watchdog(clock, ctx) => Control::Expired(expired),
+        _ = stopped(stop) => ConnEvent::Stop,
+        expired = watchdog(clock, ctx) => ConnEvent::TimedOut(expired),
     }
 }
 
 /// Why a connection is asked to end other than by its client.
-enum Control {
+enum ConnEvent {
     Stop,
-    Expired(Expired),
+    TimedOut(ConnTimeout),
 }
 
 /// Resolves when one of the connection's clocks runs out (timeouts from the snapshot in
 /// force, so a reload applies to open connections too).
-async fn watchdog<R: Respond>(clock: &ConnClock, ctx: &R) -> Expired {
+async fn watchdog<R: Respond>(clock: &ConnClock, ctx: &R) -> ConnTimeout {
     loop {
         let (header, idle) = ctx.timeouts();
         tokio::time::sleep(clocked_io::tick(header, idle)).await;

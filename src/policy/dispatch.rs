@@ -22,7 +22,7 @@ use crate::state::metrics::RouteKind;
 use crate::state::snapshot::{Shared, Snapshot};
 
 /// Everything one request may need besides itself.
-pub struct Ctx<'a> {
+pub struct DispatchContext<'a> {
     pub peer: &'a Peer,
     pub shared: &'a Shared,
     pub worker: &'a Worker,
@@ -66,9 +66,18 @@ impl Served {
 }
 
 /// The response (or the error to answer with) and how the request was served.
-pub type Answer = (Result<Response<Body>, RequestError>, Served);
+pub struct Answer {
+    pub response: Result<Response<Body>, RequestError>,
+    pub served: Served,
+}
 
-impl<'a> Ctx<'a> {
+impl Answer {
+    fn new(response: Result<Response<Body>, RequestError>, served: Served) -> Self {
+        Answer { response, served }
+    }
+}
+
+impl<'a> DispatchContext<'a> {
     /// Not an async fn: the caller awaits the proxy future itself, so the request and the
     /// response are not moved through another future's state.
     fn proxy(
@@ -77,7 +86,7 @@ impl<'a> Ctx<'a> {
         upstream: &'a Upstream,
         strip: Option<&'a str>,
     ) -> impl Future<Output = Result<Response<Body>, RequestError>> + Send + 'a {
-        let via = proxy::Via {
+        let via = proxy::ForwardContext {
             peer: self.peer,
             snap: self.snap,
             client: self.worker.client(&self.snap.config.proxy),
@@ -88,14 +97,16 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
+pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>) -> Answer {
     let snap = ctx.snap;
     if let Err(refused) = request_checks::check(&mut req) {
-        return (Err(refused), Served::by(RouteKind::Endpoint));
+        return Answer::new(Err(refused), Served::by(RouteKind::Endpoint));
     }
     match routing::decide(&snap.config, &req) {
-        Decision::Health => (Ok(endpoints::health(snap)), Served::by(RouteKind::Endpoint)),
-        Decision::Ready => (
+        Decision::Health => {
+            Answer::new(Ok(endpoints::health(snap)), Served::by(RouteKind::Endpoint))
+        }
+        Decision::Ready => Answer::new(
             Ok(endpoints::ready(snap, ctx.shared).await),
             Served::by(RouteKind::Endpoint),
         ),
@@ -104,9 +115,9 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
             if !matches!(*req.method(), Method::GET | Method::HEAD) {
                 // RFC 9110 15.4.9: a 301 lets clients retry a POST as GET; 308 keeps it.
                 *res.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
-                *res.body_mut() = crate::http::body::Body::full("308 permanent redirect\n");
+                *res.body_mut() = Body::full("308 permanent redirect\n");
             }
-            (Ok(res), Served::by(RouteKind::Route))
+            Answer::new(Ok(res), Served::by(RouteKind::Route))
         }
         Decision::Route(route) => {
             let strip = route
@@ -115,14 +126,16 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
                 .flatten();
             let upstream = route.upstream(&snap.config.active);
             let served = Served::proxied(RouteKind::Route, upstream);
-            (ctx.proxy(req, upstream, strip).await, served)
+            Answer::new(ctx.proxy(req, upstream, strip).await, served)
         }
         Decision::Local => {
             // The web root first, then `fallback` (inline, so the request is not moved into
             // another future's state).
             match static_files::serve(&req, snap, &ctx.worker.files).await {
-                Ok(Outcome::Response(res)) => return (Ok(res), Served::by(RouteKind::Static)),
-                Err(e) => return (Err(e), Served::by(RouteKind::Static)),
+                Ok(Outcome::Response(res)) => {
+                    return Answer::new(Ok(res), Served::by(RouteKind::Static))
+                }
+                Err(e) => return Answer::new(Err(e), Served::by(RouteKind::Static)),
                 Ok(Outcome::NotHere) => {}
             }
             let fallback = snap
@@ -134,7 +147,7 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
                 Fallback::Upstream => {
                     let active = &snap.config.active;
                     let served = Served::proxied(RouteKind::Fallback, active);
-                    return (ctx.proxy(req, active, None).await, served);
+                    return Answer::new(ctx.proxy(req, active, None).await, served);
                 }
                 Fallback::Index if is_page_request(&req) => {
                     match static_files::serve_index(&req, snap, &ctx.worker.files).await {
@@ -145,7 +158,7 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &Ctx<'a>) -> Answer {
                 }
                 Fallback::Index | Fallback::NotFound => Err(RequestError::NotFound),
             };
-            (result, Served::by(RouteKind::Fallback))
+            Answer::new(result, Served::by(RouteKind::Fallback))
         }
     }
 }

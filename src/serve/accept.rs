@@ -22,7 +22,7 @@ use crate::serve::respond::ConnContext;
 use crate::state::snapshot::Shared;
 
 /// What every worker shares.
-pub(super) struct Common {
+pub(super) struct WorkerCommon {
     pub(super) shared: Arc<Shared>,
     pub(super) permits: Arc<Semaphore>,
     pub(super) stop: watch::Receiver<bool>,
@@ -32,7 +32,7 @@ pub(super) struct Common {
 /// One worker as its accept loops and connections see it.
 pub(super) struct WorkerCtx {
     pub(super) id: usize,
-    pub(super) common: Common,
+    pub(super) common: WorkerCommon,
     pub(super) worker: Arc<Worker>,
     pub(super) builder: auto::Builder<TokioExecutor>,
 }

@@ -66,20 +66,20 @@ async fn respond(
             dispatch::Served::by(RouteKind::Endpoint),
         ),
         false => {
-            let ctx = dispatch::Ctx {
+            let ctx = dispatch::DispatchContext {
                 peer: &conn.peer,
                 shared: &conn.shared,
                 worker: &conn.worker,
                 snap: &snap,
                 permit: &conn.permit,
             };
-            let (result, served) = dispatch::handle(req, &ctx).await;
-            let failure = result
+            let dispatch::Answer { response, served } = dispatch::handle(req, &ctx).await;
+            let failure = response
                 .as_ref()
                 .err()
                 .and_then(RequestError::upstream_failure);
             let served = served.failed(failure);
-            (result.unwrap_or_else(RequestError::into_response), served)
+            (response.unwrap_or_else(RequestError::into_response), served)
         }
     };
     let completion = Completion {

@@ -12,19 +12,19 @@ use tokio::task::JoinSet;
 
 use crate::http::connection::http_builder;
 use crate::policy::worker::Worker;
-use crate::serve::accept::{accept_loop, receive_handoffs, Common, WorkerCtx};
+use crate::serve::accept::{accept_loop, receive_handoffs, WorkerCommon, WorkerCtx};
 use crate::serve::balance::{Balance, Handoff};
 use crate::state::snapshot::Shared;
 use crate::sys::deadlines;
 
 /// The running server: worker threads plus the means to stop them.
-pub struct Server {
+pub struct Workers {
     stop: watch::Sender<bool>,
     permits: Arc<Semaphore>,
     max_connections: u32,
 }
 
-impl Server {
+impl Workers {
     /// Starts `workers` threads, each accepting on every listener.
     pub fn start(
         listeners: &[std::net::TcpListener],
@@ -41,7 +41,7 @@ impl Server {
                 .iter()
                 .map(|l| l.try_clone())
                 .collect::<io::Result<_>>()?;
-            let common = Common {
+            let common = WorkerCommon {
                 shared: Arc::clone(shared),
                 permits: Arc::clone(&permits),
                 stop: stop.subscribe(),
@@ -51,7 +51,7 @@ impl Server {
                 .name(format!("worker-{id}"))
                 .spawn(move || run_worker(id, own, inbox, common))?;
         }
-        Ok(Server {
+        Ok(Workers {
             stop,
             permits,
             max_connections,
@@ -74,7 +74,7 @@ fn run_worker(
     id: usize,
     listeners: Vec<std::net::TcpListener>,
     inbox: mpsc::UnboundedReceiver<Handoff>,
-    common: Common,
+    common: WorkerCommon,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -24,7 +24,7 @@ const MAX_BUFFERED: usize = 8 << 20;
 /// Lines reach the file at most this long after their request ended.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-enum Control {
+enum LogCommand {
     /// Write to this destination from now on (startup, or a reload that changed it).
     Open(AccessLog),
     /// Reopen the current file (after logrotate moved it).
@@ -39,7 +39,7 @@ enum Control {
 /// send to a blocked receiver) cost more CPU than the request itself.
 pub struct AccessLogger {
     shards: Vec<Mutex<String>>,
-    control: Mutex<Option<SyncSender<Control>>>,
+    control: Mutex<Option<SyncSender<LogCommand>>>,
     current: Mutex<AccessLog>,
     pub dropped: AtomicU64,
 }
@@ -70,15 +70,15 @@ impl AccessLogger {
         };
         if *current != *dest {
             *current = dest.clone();
-            self.control(Control::Open(dest.clone()));
+            self.control(LogCommand::Open(dest.clone()));
         }
     }
 
     pub fn reopen(&self) {
-        self.control(Control::Reopen);
+        self.control(LogCommand::Reopen);
     }
 
-    fn control(&self, msg: Control) {
+    fn control(&self, msg: LogCommand) {
         if let Ok(tx) = self.control.lock() {
             if let Some(tx) = tx.as_ref() {
                 let _ = tx.send(msg);
@@ -145,18 +145,18 @@ fn open_file(path: &PathBuf) -> io::Result<File> {
 
 /// Every `FLUSH_EVERY`: apply control messages, then write out what the shards hold.
 /// Ends when the logger is gone.
-fn writer(logger: Weak<AccessLogger>, control: Receiver<Control>) {
+fn writer(logger: Weak<AccessLogger>, control: Receiver<LogCommand>) {
     let mut dest = AccessLog::Off;
     let mut out: Option<Box<dyn Write + Send>> = None;
     let mut batch = Vec::with_capacity(64 * 1024);
     loop {
         match control.recv_timeout(FLUSH_EVERY) {
-            Ok(Control::Open(next)) => {
+            Ok(LogCommand::Open(next)) => {
                 write_batch(&logger, &mut out, &mut batch);
                 dest = next;
                 out = open(&dest);
             }
-            Ok(Control::Reopen) => {
+            Ok(LogCommand::Reopen) => {
                 write_batch(&logger, &mut out, &mut batch);
                 out = open(&dest);
             }

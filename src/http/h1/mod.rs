@@ -30,7 +30,7 @@ use crate::http::client_body::ClientBody;
 use crate::http::clocked_io::ClockedIo;
 use crate::http::tracked_body::{Report, TrackedBody};
 use crate::sys::socket::Socket;
-use request::Parsed;
+use request::ParsedRequest;
 pub use request::{Hyper, MessageLength};
 
 /// How much is read at a time (hyper's initial read buffer is the same).
@@ -52,12 +52,12 @@ pub enum Ended {
 
 /// What the connection's controller (shutdown, idle timeout) needs to know and say.
 #[derive(Default)]
-pub struct State {
+pub struct ConnState {
     busy: AtomicBool,
     closing: AtomicBool,
 }
 
-impl State {
+impl ConnState {
     /// A request is in progress: from its whole head to the last byte of its response.
     /// Otherwise the connection can be closed without cutting anything (a partly read
     /// head counts as nothing, as in hyper's graceful shutdown).
@@ -76,7 +76,7 @@ impl State {
 /// (`read`, from hyper), until the connection ends or a request needs hyper.
 pub async fn serve<S, R, F, Fut>(
     io: &mut ClockedIo<S>,
-    state: &State,
+    state: &ConnState,
     read: Bytes,
     mut respond: F,
 ) -> io::Result<Ended>
@@ -101,18 +101,22 @@ where
             },
         };
         let (req, close) = match head {
-            Some(Parsed::Plain { req, close }) => (req, close),
-            Some(Parsed::HandOff { head, to }) => {
+            Some(ParsedRequest::Plain { req, close }) => (req, close),
+            Some(ParsedRequest::HandOff { head, to }) => {
                 let read = join(head, input);
                 return Ok(Ended::HandOff { read, to });
             }
-            Some(Parsed::Partial) | None => return Ok(Ended::Closed),
+            Some(ParsedRequest::Partial) | None => return Ok(Ended::Closed),
         };
         state.busy.store(true, Ordering::Relaxed);
         let head_request = req.method() == Method::HEAD;
         let res = respond(req).await;
         let close = close || state.closing.load(Ordering::Relaxed);
-        let again = response::write(io, &mut out, res, head_request, close).await?;
+        let answering = response::Answering {
+            head_request,
+            close,
+        };
+        let again = response::write(io, &mut out, res, answering).await?;
         state.busy.store(false, Ordering::Relaxed);
         // Asked to close while the response was on its way: now is the moment, unless the
         // response said keep-alive (then once the next request is answered, with close).
@@ -130,7 +134,7 @@ where
 async fn read_head<S: Socket>(
     io: &mut ClockedIo<S>,
     input: &mut BytesMut,
-) -> io::Result<Option<Parsed>> {
+) -> io::Result<Option<ParsedRequest>> {
     let mut scanned = 0;
     if !input.is_empty() {
         // Pipelined bytes: no read will start the header clock for them.
@@ -138,7 +142,7 @@ async fn read_head<S: Socket>(
     }
     loop {
         match request::parse(input, &mut scanned) {
-            Parsed::Partial => {}
+            ParsedRequest::Partial => {}
             parsed => return Ok(Some(parsed)),
         }
         if input.capacity() - input.len() < READ_SIZE / 4 {

@@ -16,7 +16,7 @@ const MAX_HEADERS: usize = 100;
 // an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Parsed {
+pub enum ParsedRequest {
     /// Not a whole head yet; nothing consumed.
     Partial,
     /// A plain request; `close` when the client asked for the connection to end after it.
@@ -57,44 +57,44 @@ pub enum MessageLength {
 /// already in `buf` (no Transfer-Encoding), no `Expect`, no `Upgrade`. Everything else, and every
 /// head httparse or the `http` types refuse, is handed over untouched, so hyper gives
 /// its usual answer (400, 431, 100-continue, h2c, upgrades, bodies).
-pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> Parsed {
+pub fn parse(buf: &mut BytesMut, scanned: &mut usize) -> ParsedRequest {
     let found = head_end(buf, *scanned);
     *scanned = buf.len().saturating_sub(2);
     let end = match found {
         Some(end) if end <= MAX_HEAD => end,
         Some(_) => return too_large(),
         None if buf.len() >= MAX_HEAD => return too_large(),
-        None => return Parsed::Partial,
+        None => return ParsedRequest::Partial,
     };
     *scanned = 0;
     // Frozen before parsing, so header values and the target can point into it (no
     // copy, as in hyper).
     let head = buf.split_to(end).freeze();
     match plain(&head) {
-        Ok((req, close, 0)) => Parsed::Plain { req, close },
+        Ok((req, close, 0)) => ParsedRequest::Plain { req, close },
         Ok((mut req, close, len)) => match usize::try_from(len) {
             // The body is here already (a small body comes in the head's packet): it is
             // the request's, and the next byte starts the next request.
             Ok(len) if len <= buf.len() => {
                 *req.body_mut() = ClientBody::Full(Some(buf.split_to(len).freeze()));
-                Parsed::Plain { req, close }
+                ParsedRequest::Plain { req, close }
             }
             // Still on its way: hyper streams it (and answers early if the app does).
             _ => {
                 let total = (head.len() as u64).saturating_add(len);
-                Parsed::HandOff {
+                ParsedRequest::HandOff {
                     head,
                     to: Hyper::OneRequest(MessageLength::Bytes(total)),
                 }
             }
         },
-        Err(to) => Parsed::HandOff { head, to },
+        Err(to) => ParsedRequest::HandOff { head, to },
     }
 }
 
 /// Too large to be a head: hyper answers 431.
-fn too_large() -> Parsed {
-    Parsed::HandOff {
+fn too_large() -> ParsedRequest {
+    ParsedRequest::HandOff {
         head: Bytes::new(),
         to: Hyper::Rest,
     }
@@ -216,21 +216,21 @@ impl Body {
 mod tests {
     use super::*;
 
-    fn parse_all(raw: &[u8]) -> (Parsed, usize) {
+    fn parse_all(raw: &[u8]) -> (ParsedRequest, usize) {
         let mut buf = BytesMut::from(raw);
         let parsed = parse(&mut buf, &mut 0);
         (parsed, buf.len())
     }
 
     fn is_plain(raw: &[u8]) -> bool {
-        matches!(parse_all(raw).0, Parsed::Plain { .. })
+        matches!(parse_all(raw).0, ParsedRequest::Plain { .. })
     }
 
     #[test]
     fn plain_requests_are_parsed_without_losing_the_next_one() {
         let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\n\r\nGET /next";
         let (parsed, left) = parse_all(raw);
-        let Parsed::Plain { req, close } = parsed else {
+        let ParsedRequest::Plain { req, close } = parsed else {
             panic!("{parsed:?}")
         };
         assert_eq!(left, b"GET /next".len());
@@ -243,7 +243,7 @@ mod tests {
         assert!(is_plain(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
         assert!(is_plain(b"GET / HTTP/1.1\nHost: x\n\n"));
         let (parsed, _) = parse_all(b"GET / HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n");
-        assert!(matches!(parsed, Parsed::Plain { close: true, .. }));
+        assert!(matches!(parsed, ParsedRequest::Plain { close: true, .. }));
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
             ),
         ] {
             let (parsed, left) = parse_all(raw);
-            let Parsed::HandOff { head, to: got } = parsed else {
+            let ParsedRequest::HandOff { head, to: got } = parsed else {
                 panic!("{parsed:?} for {:?}", String::from_utf8_lossy(raw))
             };
             assert_eq!(head.len() + left, raw.len());
@@ -313,7 +313,7 @@ mod tests {
     fn a_body_already_read_stays_and_the_next_request_is_kept() {
         let raw = b"POST /a HTTP/1.1\r\nContent-Length: 005\r\n\r\nhelloGET /next";
         let (parsed, left) = parse_all(raw);
-        let Parsed::Plain { req, close: false } = parsed else {
+        let ParsedRequest::Plain { req, close: false } = parsed else {
             panic!("{parsed:?}")
         };
         assert_eq!(left, b"GET /next".len());
@@ -329,7 +329,7 @@ mod tests {
         ] {
             assert!(matches!(
                 parse_all(raw).0,
-                Parsed::HandOff {
+                ParsedRequest::HandOff {
                     to: Hyper::OneRequest(_),
                     ..
                 }
@@ -341,19 +341,25 @@ mod tests {
     fn partial_heads_wait_and_oversized_ones_are_handed_over() {
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]);
         let mut scanned = 0;
-        assert!(matches!(parse(&mut buf, &mut scanned), Parsed::Partial));
+        assert!(matches!(
+            parse(&mut buf, &mut scanned),
+            ParsedRequest::Partial
+        ));
         buf.extend_from_slice(b"\r");
-        assert!(matches!(parse(&mut buf, &mut scanned), Parsed::Partial));
+        assert!(matches!(
+            parse(&mut buf, &mut scanned),
+            ParsedRequest::Partial
+        ));
         buf.extend_from_slice(b"\n");
         assert!(matches!(
             parse(&mut buf, &mut scanned),
-            Parsed::Plain { .. }
+            ParsedRequest::Plain { .. }
         ));
         let mut big = BytesMut::from(&b"GET / HTTP/1.1\r\nX: "[..]);
         big.extend_from_slice(&vec![b'a'; MAX_HEAD]);
         assert!(matches!(
             parse(&mut big, &mut 0),
-            Parsed::HandOff { head, to: Hyper::Rest } if head.is_empty()
+            ParsedRequest::HandOff { head, to: Hyper::Rest } if head.is_empty()
         ));
         assert_eq!(big.len(), MAX_HEAD + 19);
     }

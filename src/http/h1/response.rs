@@ -27,21 +27,32 @@ use crate::sys::socket::Socket;
 const COPY_LIMIT: usize = 16 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
+enum WriteFraming {
     None,
     Length(u64),
     Chunked,
 }
 
-/// Writes `res` (the answer to a request that was HEAD if `head_request`). Returns
-/// whether the connection can carry another request.
+/// The request a response answers, as far as writing it is concerned.
+#[derive(Clone, Copy)]
+pub struct Answering {
+    /// A HEAD request: the head says what a GET would get, and no body follows.
+    pub head_request: bool,
+    /// The connection ends after this response (`Connection: close` goes in the head).
+    pub close: bool,
+}
+
+/// Writes `res`. Returns whether the connection can carry another request.
 pub async fn write<S: Socket, R: Report>(
     io: &mut ClockedIo<S>,
     out: &mut Vec<u8>,
     res: Response<TrackedBody<R>>,
-    head_request: bool,
-    close: bool,
+    answering: Answering,
 ) -> io::Result<bool> {
+    let Answering {
+        head_request,
+        close,
+    } = answering;
     let (parts, mut body) = res.into_parts();
     out.clear();
     let raw = body.take_raw_headers();
@@ -53,14 +64,14 @@ pub async fn write<S: Socket, R: Report>(
         head_request,
     };
     let (framing, close) = encode_head(out, &head, close);
-    if framing == Framing::None {
+    if framing == WriteFraming::None {
         drop(body);
         io.write_all(out).await?;
         return Ok(!close);
     }
     let mut sent = 0u64;
-    let mut zero_copy =
-        matches!(framing, Framing::Length(_)) && body.file_mut().is_some_and(|f| f.uses_sendfile());
+    let mut zero_copy = matches!(framing, WriteFraming::Length(_))
+        && body.file_mut().is_some_and(|f| f.uses_sendfile());
     let mut corked = false;
     loop {
         if zero_copy {
@@ -103,12 +114,12 @@ pub async fn write<S: Socket, R: Report>(
             },
         };
         sent += data.len() as u64;
-        if let Framing::Length(len) = framing {
+        if let WriteFraming::Length(len) = framing {
             if sent > len {
                 return Err(io::Error::other("response body longer than its length"));
             }
         }
-        put_data(io, out, data, framing == Framing::Chunked).await?;
+        put_data(io, out, data, framing == WriteFraming::Chunked).await?;
         if out.len() >= 4 * COPY_LIMIT {
             io.write_all(out).await?;
             out.clear();
@@ -116,8 +127,8 @@ pub async fn write<S: Socket, R: Report>(
     }
     drop(body);
     match framing {
-        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-        Framing::Length(len) if sent < len => {
+        WriteFraming::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        WriteFraming::Length(len) if sent < len => {
             // Ending short is the only way to tell the client the body was cut.
             io.write_all(out).await?;
             return Ok(false);
@@ -224,7 +235,7 @@ struct Head<'a> {
 
 /// The status line and headers. Content-Length and Transfer-Encoding are written from the
 /// body's own length (as hyper does), not copied from the map.
-fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing, bool) {
+fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (WriteFraming, bool) {
     let Head {
         status,
         headers,
@@ -275,7 +286,7 @@ fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing,
     let no_body = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
         || status.is_informational();
     let framing = if no_body {
-        Framing::None
+        WriteFraming::None
     } else if head_request {
         // The length the same GET would have, when known (relayed lines carry their own).
         if !declared_raw {
@@ -285,17 +296,17 @@ fn encode_head(out: &mut Vec<u8>, head: &Head<'_>, mut close: bool) -> (Framing,
                 _ => {}
             }
         }
-        Framing::None
+        WriteFraming::None
     } else if let Some(len) = length {
         put_length(out, len);
         if len == 0 {
-            Framing::None
+            WriteFraming::None
         } else {
-            Framing::Length(len)
+            WriteFraming::Length(len)
         }
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        Framing::Chunked
+        WriteFraming::Chunked
     };
     if !has_date {
         out.extend_from_slice(b"date: ");
@@ -354,7 +365,7 @@ mod tests {
         body: Body,
         head: bool,
         close: bool,
-    ) -> (String, Framing, bool) {
+    ) -> (String, WriteFraming, bool) {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
             map.append(
@@ -390,13 +401,13 @@ mod tests {
             "{h}"
         );
         assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
-        assert!((f == Framing::Length(5)) && !c);
+        assert!((f == WriteFraming::Length(5)) && !c);
         let (h, f, _) = head_of(404, &[("date", "x")], Body::empty(), false, false);
         assert_eq!(
             h,
             "HTTP/1.1 404 Not Found\r\ndate: x\r\ncontent-length: 0\r\n\r\n"
         );
-        assert!(f == Framing::None);
+        assert!(f == WriteFraming::None);
     }
 
     #[test]
@@ -412,7 +423,7 @@ mod tests {
             h,
             "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 1000\r\n\r\n"
         );
-        assert!(f == Framing::None);
+        assert!(f == WriteFraming::None);
         let (h, f, _) = head_of(
             304,
             &[("etag", "\"e\""), ("date", "x")],
@@ -424,7 +435,7 @@ mod tests {
             h,
             "HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\ndate: x\r\n\r\n"
         );
-        assert!(f == Framing::None);
+        assert!(f == WriteFraming::None);
         let (h, _, c) = head_of(200, &[("date", "x")], Body::full("a"), false, true);
         assert_eq!(
             h,
@@ -455,7 +466,7 @@ mod tests {
             length: Some(3),
             head_request: false,
         };
-        assert!(encode_head(&mut out, &get, false).0 == Framing::Length(3));
+        assert!(encode_head(&mut out, &get, false).0 == WriteFraming::Length(3));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -471,7 +482,7 @@ mod tests {
             head_request: true,
             ..get
         };
-        assert!(encode_head(&mut out, &head, false).0 == Framing::None);
+        assert!(encode_head(&mut out, &head, false).0 == WriteFraming::None);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("ength").count(), 1, "{text}");
     }

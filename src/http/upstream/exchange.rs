@@ -12,7 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request_body::{BodyTooLarge, ClientBodyError, RequestBody};
-use super::wire::{self, Parsed, ResponseHead};
+use super::wire::{self, ParsedResponse, ResponseHead};
 use crate::http::chunked;
 use crate::sys::socket;
 
@@ -66,6 +66,12 @@ pub struct Outgoing {
     pub raw_headers: bool,
 }
 
+/// A response head, and what of the request's body is still to be sent.
+pub struct Answered {
+    pub head: ResponseHead,
+    pub upload: Option<Upload>,
+}
+
 #[derive(Debug)]
 pub enum ExchangeError {
     /// Closed or reset before any byte of a response arrived.
@@ -85,10 +91,7 @@ pub enum ExchangeError {
 /// before reading the whole body (an early 401 or 413) is heard, and one that streams its
 /// answer while still reading (an echo) does not deadlock against us. What is left of the
 /// body when the head arrives is returned, to be sent on while the response body is read.
-pub async fn exchange(
-    conn: &mut Conn,
-    out: &mut Outgoing,
-) -> Result<(ResponseHead, Option<Upload>), ExchangeError> {
+pub async fn exchange(conn: &mut Conn, out: &mut Outgoing) -> Result<Answered, ExchangeError> {
     conn.stream
         .write_all(&out.head)
         .await
@@ -120,7 +123,7 @@ pub async fn exchange(
         }
     })
     .await?;
-    Ok((head, upload))
+    Ok(Answered { head, upload })
 }
 
 /// The client's body on its way upstream.
@@ -211,12 +214,12 @@ impl HeadReading {
         loop {
             if !conn.buf.is_empty() {
                 match wire::parse_response(&mut conn.buf, head_request, raw, &mut self.scanned) {
-                    Ok(Parsed::Final(head)) => return Poll::Ready(Ok(head)),
-                    Ok(Parsed::Interim) => {
+                    Ok(ParsedResponse::Final(head)) => return Poll::Ready(Ok(head)),
+                    Ok(ParsedResponse::Interim) => {
                         self.scanned = 0;
                         continue;
                     }
-                    Ok(Parsed::Partial) => {}
+                    Ok(ParsedResponse::Partial) => {}
                     Err(e) => return Poll::Ready(Err(ExchangeError::Malformed(e.to_string()))),
                 }
             }

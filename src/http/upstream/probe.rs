@@ -20,7 +20,7 @@ use crate::http::body::Body;
 
 /// What a probe got back.
 #[derive(Debug)]
-pub struct Answer {
+pub struct ProbeAnswer {
     pub status: StatusCode,
     pub body: Bytes,
 }
@@ -33,14 +33,14 @@ pub async fn get(
     path: &str,
     limit: usize,
     timeout: Duration,
-) -> Result<Answer, String> {
+) -> Result<ProbeAnswer, String> {
     match tokio::time::timeout(timeout, attempt(addr, host, path, limit)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer from {addr} within {timeout:?}")),
     }
 }
 
-async fn attempt(addr: &str, host: &str, path: &str, limit: usize) -> Result<Answer, String> {
+async fn attempt(addr: &str, host: &str, path: &str, limit: usize) -> Result<ProbeAnswer, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect to {addr} failed: {e}"))?;
@@ -65,23 +65,24 @@ async fn attempt(addr: &str, host: &str, path: &str, limit: usize) -> Result<Ans
         raw_headers: false,
     };
     let mut conn = Conn::new(stream);
-    let (head, _) = exchange(&mut conn, &mut out)
+    let head = exchange(&mut conn, &mut out)
         .await
-        .map_err(|e| failed(format!("{e:?}")))?;
+        .map_err(|e| failed(format!("{e:?}")))?
+        .head;
     let body = Body::upstream(UpstreamBody::start(conn, head.framing, None, None));
     let body = Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| failed(e.to_string()))?
         .to_bytes();
-    Ok(Answer {
+    Ok(ProbeAnswer {
         status: head.status,
         body,
     })
 }
 
 /// `get` for callers outside a runtime (the command-line tools).
-pub fn get_blocking(addr: SocketAddr, host: &str, path: &str, limit: usize) -> Option<Answer> {
+pub fn get_blocking(addr: SocketAddr, host: &str, path: &str, limit: usize) -> Option<ProbeAnswer> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

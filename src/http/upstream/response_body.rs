@@ -29,10 +29,10 @@ pub struct UpstreamBody {
     upload: Option<Upload>,
     decoder: Decoder,
     /// Where the connection goes when the body ended cleanly, if it may be reused.
-    home: Option<Home>,
+    home: Option<PoolReturn>,
 }
 
-pub struct Home {
+pub struct PoolReturn {
     pub client: Arc<UpstreamClient>,
     pub authority: Authority,
 }
@@ -43,11 +43,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// reads proxied responses here and the differential fuzzer's byte streams.
 #[derive(Debug)]
 pub struct Decoder {
-    state: State,
+    state: DecodeState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum DecodeState {
     Length(u64),
     UntilClose,
     ChunkSize,
@@ -70,23 +70,23 @@ pub enum Step {
 impl Decoder {
     pub fn new(framing: Framing) -> Self {
         let state = match framing {
-            Framing::Empty | Framing::Upgrade => State::Length(0),
-            Framing::Length(len) => State::Length(len),
-            Framing::Chunked => State::ChunkSize,
-            Framing::UntilClose => State::UntilClose,
+            Framing::Empty | Framing::Upgrade => DecodeState::Length(0),
+            Framing::Length(len) => DecodeState::Length(len),
+            Framing::Chunked => DecodeState::ChunkSize,
+            Framing::UntilClose => DecodeState::UntilClose,
         };
         Decoder { state }
     }
 
     /// Whether the body has ended (its last data may just have been returned).
     pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done | State::Length(0))
+        matches!(self.state, DecodeState::Done | DecodeState::Length(0))
     }
 
     /// The body's length if it is known and the whole of it is in `buf`.
     fn whole_in(&self, buf: &[u8]) -> Option<u64> {
         match self.state {
-            State::Length(len) if buf.len() as u64 >= len => Some(len),
+            DecodeState::Length(len) if buf.len() as u64 >= len => Some(len),
             _ => None,
         }
     }
@@ -95,47 +95,51 @@ impl Decoder {
     pub fn step(&mut self, buf: &mut BytesMut) -> Step {
         loop {
             match self.state {
-                State::Done => return Step::Done,
-                State::Length(0) => self.state = State::Done,
-                State::Length(left) | State::ChunkData(left) if !buf.is_empty() => {
+                DecodeState::Done => return Step::Done,
+                DecodeState::Length(0) => self.state = DecodeState::Done,
+                DecodeState::Length(left) | DecodeState::ChunkData(left) if !buf.is_empty() => {
                     let take = left.min(buf.len() as u64);
                     let data = buf.split_to(take as usize).freeze();
                     self.state = match self.state {
-                        State::ChunkData(_) if take == left => State::ChunkEnd,
-                        State::ChunkData(_) => State::ChunkData(left - take),
-                        _ => State::Length(left - take),
+                        DecodeState::ChunkData(_) if take == left => DecodeState::ChunkEnd,
+                        DecodeState::ChunkData(_) => DecodeState::ChunkData(left - take),
+                        _ => DecodeState::Length(left - take),
                     };
                     return Step::Data(data);
                 }
-                State::UntilClose if !buf.is_empty() => return Step::Data(buf.split().freeze()),
-                State::ChunkSize => match chunked::parse_size_line(buf) {
+                DecodeState::UntilClose if !buf.is_empty() => {
+                    return Step::Data(buf.split().freeze())
+                }
+                DecodeState::ChunkSize => match chunked::parse_size_line(buf) {
                     SizeLine::Complete { used, size } => {
                         buf.advance(used);
                         self.state = match size {
-                            0 => State::Trailers,
-                            size => State::ChunkData(size),
+                            0 => DecodeState::Trailers,
+                            size => DecodeState::ChunkData(size),
                         };
                     }
                     SizeLine::Partial => return Step::More,
                     SizeLine::Invalid => return Step::Invalid,
                 },
-                State::ChunkEnd => match chunked::data_end(buf) {
+                DecodeState::ChunkEnd => match chunked::data_end(buf) {
                     DataEnd::Complete(used) => {
                         buf.advance(used);
-                        self.state = State::ChunkSize;
+                        self.state = DecodeState::ChunkSize;
                     }
                     DataEnd::Partial => return Step::More,
                     DataEnd::Invalid => return Step::Invalid,
                 },
-                State::Trailers => match chunked::trailers_end(buf) {
+                DecodeState::Trailers => match chunked::trailers_end(buf) {
                     TrailersEnd::Complete(used) => {
                         buf.advance(used);
-                        self.state = State::Done;
+                        self.state = DecodeState::Done;
                     }
                     TrailersEnd::Partial if buf.len() <= MAX_TRAILERS => return Step::More,
                     TrailersEnd::Partial | TrailersEnd::Invalid => return Step::Invalid,
                 },
-                State::Length(_) | State::ChunkData(_) | State::UntilClose => return Step::More,
+                DecodeState::Length(_) | DecodeState::ChunkData(_) | DecodeState::UntilClose => {
+                    return Step::More
+                }
             }
         }
     }
@@ -143,8 +147,8 @@ impl Decoder {
     /// The stream ended: the end of a close-delimited body, a truncation of any other.
     pub fn at_end(&mut self) -> bool {
         match self.state {
-            State::UntilClose | State::Done | State::Length(0) => {
-                self.state = State::Done;
+            DecodeState::UntilClose | DecodeState::Done | DecodeState::Length(0) => {
+                self.state = DecodeState::Done;
                 true
             }
             _ => false,
@@ -166,7 +170,7 @@ impl UpstreamBody {
     pub fn start(
         mut conn: Conn,
         framing: Framing,
-        home: Option<Home>,
+        home: Option<PoolReturn>,
         upload: Option<Upload>,
     ) -> Started {
         let decoder = Decoder::new(framing);
@@ -191,7 +195,7 @@ impl UpstreamBody {
 }
 
 /// Back to the pool if the response ended exactly where the buffer does.
-fn release(conn: Conn, home: Option<Home>) {
+fn release(conn: Conn, home: Option<PoolReturn>) {
     if let Some(home) = home {
         if conn.buf.is_empty() {
             home.client.checkin(&home.authority, conn);
@@ -266,8 +270,8 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         match self.decoder.state {
-            State::Length(left) => SizeHint::with_exact(left),
-            State::Done => SizeHint::with_exact(0),
+            DecodeState::Length(left) => SizeHint::with_exact(left),
+            DecodeState::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }
     }

@@ -66,7 +66,7 @@ pub struct ResponseHead {
 
 /// What the bytes at the start of a read buffer held.
 #[derive(Debug)]
-pub enum Parsed {
+pub enum ParsedResponse {
     /// Not a whole head yet; nothing consumed.
     Partial,
     /// A 1xx other than 101, consumed and to be ignored.
@@ -103,7 +103,7 @@ pub fn parse_response(
     head_request: bool,
     raw_wanted: bool,
     scanned: &mut usize,
-) -> Result<Parsed, WireError> {
+) -> Result<ParsedResponse, WireError> {
     let found = head_end(buf, *scanned);
     // The next search restarts a little before the end, where "\n\r\n" may straddle it.
     *scanned = buf.len().saturating_sub(2);
@@ -111,7 +111,7 @@ pub fn parse_response(
         Some(end) if end <= MAX_HEAD => end,
         Some(_) => return Err(WireError::TooLarge),
         None if buf.len() >= MAX_HEAD => return Err(WireError::TooLarge),
-        None => return Ok(Parsed::Partial),
+        None => return Ok(ParsedResponse::Partial),
     };
     let head = buf.split_to(end).freeze();
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -127,7 +127,7 @@ pub fn parse_response(
     let status =
         StatusCode::from_u16(code).map_err(|_| WireError::Header(format!("status {code}")))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Parsed::Interim);
+        return Ok(ParsedResponse::Interim);
     }
     let version = match res.version {
         Some(0) => Version::HTTP_10,
@@ -174,7 +174,7 @@ pub fn parse_response(
         ));
     }
     let (framing, reusable) = framing(status, version, &hop, head_request);
-    Ok(Parsed::Final(ResponseHead {
+    Ok(ParsedResponse::Final(ResponseHead {
         status,
         headers,
         raw,
@@ -308,7 +308,7 @@ fn decimal(digits: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn parse(raw: &str, head_request: bool) -> Result<Parsed, WireError> {
+    fn parse(raw: &str, head_request: bool) -> Result<ParsedResponse, WireError> {
         let mut buf = BytesMut::from(raw);
         parse_response(&mut buf, head_request, false, &mut 0)
     }
@@ -316,7 +316,7 @@ mod tests {
     fn fin(raw: &str) -> (usize, ResponseHead) {
         let mut buf = BytesMut::from(raw);
         match parse_response(&mut buf, false, false, &mut 0) {
-            Ok(Parsed::Final(head)) => (raw.len() - buf.len(), head),
+            Ok(ParsedResponse::Final(head)) => (raw.len() - buf.len(), head),
             other => panic!("{other:?}"),
         }
     }
@@ -381,7 +381,7 @@ mod tests {
         let (_, h) = fin("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(3));
         match parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true) {
-            Ok(Parsed::Final(h)) => assert_eq!(h.framing, Framing::Empty),
+            Ok(ParsedResponse::Final(h)) => assert_eq!(h.framing, Framing::Empty),
             other => panic!("{other:?}"),
         }
     }
@@ -394,8 +394,8 @@ mod tests {
         for (i, &b) in raw.iter().enumerate() {
             buf.extend_from_slice(&[b]);
             match parse_response(&mut buf, false, false, &mut scanned) {
-                Ok(Parsed::Partial) => assert!(i < raw.len() - 3, "missed the end at {i}"),
-                Ok(Parsed::Final(head)) => {
+                Ok(ParsedResponse::Partial) => assert!(i < raw.len() - 3, "missed the end at {i}"),
+                Ok(ParsedResponse::Final(head)) => {
                     assert_eq!(i, raw.len() - 3);
                     assert_eq!(head.framing, Framing::Length(2));
                     return;
@@ -410,11 +410,11 @@ mod tests {
     fn bad_heads_are_errors_and_interim_ones_are_skipped() {
         assert!(matches!(
             parse("HTTP/1.1 100 Continue\r\n\r\n", false),
-            Ok(Parsed::Interim)
+            Ok(ParsedResponse::Interim)
         ));
         assert!(matches!(
             parse("HTTP/1.1 200 OK\r\nContent-Le", false),
-            Ok(Parsed::Partial)
+            Ok(ParsedResponse::Partial)
         ));
         assert!(parse(
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
@@ -431,7 +431,7 @@ mod tests {
     fn raw_lines(raw: &str, head_request: bool) -> Option<String> {
         let mut buf = BytesMut::from(raw);
         match parse_response(&mut buf, head_request, true, &mut 0) {
-            Ok(Parsed::Final(head)) => {
+            Ok(ParsedResponse::Final(head)) => {
                 let mut map = HeaderMap::new();
                 let lines = head.raw.map(|r| {
                     r.into_map(&mut map);

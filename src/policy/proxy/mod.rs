@@ -20,7 +20,7 @@ use crate::http::upstream::exchange::Outgoing;
 use crate::http::upstream::failure::UpstreamFailure;
 use crate::http::upstream::pool::UpstreamClient;
 use crate::http::upstream::request_body::RequestBody;
-use crate::http::upstream::response_body::{Home, UpstreamBody};
+use crate::http::upstream::response_body::{PoolReturn, UpstreamBody};
 use crate::http::upstream::tunnel;
 use crate::http::upstream::wire::{self, Framing};
 use crate::policy::context::{ConnPermit, Peer};
@@ -30,7 +30,7 @@ use crate::state::snapshot::Snapshot;
 use crate::sys::deadlines::Deadlines;
 
 /// What forwarding one request needs besides the request.
-pub struct Via<'a> {
+pub struct ForwardContext<'a> {
     pub peer: &'a Peer,
     pub snap: &'a Snapshot,
     /// This worker's pool of upstream connections.
@@ -46,7 +46,7 @@ pub async fn forward(
     mut req: Request<ClientBody>,
     upstream: &Upstream,
     strip: Option<&str>,
-    via: Via<'_>,
+    via: ForwardContext<'_>,
 ) -> Result<Response<Body>, RequestError> {
     let via = &via;
     let cfg = &via.snap.config;
@@ -109,7 +109,8 @@ pub async fn forward(
     };
     let replayable = !has_body && is_idempotent(&parts.method);
     let what = || format!("{} {}", parts.method, parts.uri.path());
-    let (conn, head, upload) = send::send(&mut out, replayable, upstream, via, what).await?;
+    let send::Sent { conn, head, upload } =
+        send::send(&mut out, replayable, upstream, via, what).await?;
     if head.framing == Framing::Upgrade {
         let protocol = head.headers.get(header::UPGRADE).cloned();
         let (Some(client), Some(protocol)) = (client_upgrade, protocol) else {
@@ -134,7 +135,7 @@ pub async fn forward(
     // come as a map or as relayed lines.
     *res.headers_mut() = head.headers;
     // A body still being sent when the answer came leaves the connection mid-request.
-    let home = (head.reusable && upload.is_none()).then(|| Home {
+    let home = (head.reusable && upload.is_none()).then(|| PoolReturn {
         client: Arc::clone(&via.client),
         authority: upstream.authority.clone(),
     });

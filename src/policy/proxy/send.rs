@@ -3,13 +3,29 @@
 
 use std::time::Duration;
 
-use super::Via;
+use super::ForwardContext;
 use crate::config::Upstream;
-use crate::http::upstream::exchange::{exchange, Conn, ExchangeError, Outgoing, Upload};
+use crate::http::upstream::exchange::{exchange, Answered, Conn, ExchangeError, Outgoing, Upload};
 use crate::http::upstream::failure::UpstreamFailure;
 use crate::http::upstream::wire::ResponseHead;
 use crate::policy::errors::RequestError;
 use crate::sys::deadlines::Deadlines;
+
+/// A request sent and its response head read.
+pub struct Sent {
+    /// The connection the response body is read from.
+    pub conn: Conn,
+    pub head: ResponseHead,
+    /// What of the request's body is still to be sent.
+    pub upload: Option<Upload>,
+}
+
+impl Sent {
+    fn on(conn: Conn, answered: Answered) -> Self {
+        let Answered { head, upload } = answered;
+        Sent { conn, head, upload }
+    }
+}
 
 /// Sends on a pooled connection if there is one. No response headers within
 /// `response_timeout` is a 504. A request that can be replayed (idempotent, no body) and
@@ -20,13 +36,13 @@ pub async fn send(
     out: &mut Outgoing,
     replayable: bool,
     upstream: &Upstream,
-    via: &Via<'_>,
+    via: &ForwardContext<'_>,
     what: impl Fn() -> String,
-) -> Result<(Conn, ResponseHead, Option<Upload>), RequestError> {
+) -> Result<Sent, RequestError> {
     let timeout = via.snap.config.proxy.response_timeout;
     if let Some(mut conn) = via.client.checkout(&upstream.authority).await {
         match attempt(&mut conn, out, timeout, via.deadlines).await {
-            Ok((head, upload)) => return Ok((conn, head, upload)),
+            Ok(answered) => return Ok(Sent::on(conn, answered)),
             Err(AttemptError::Exchange(ExchangeError::Closed(cause))) if replayable => {
                 tracing::info!(
                     "retrying {} on a new connection to {}: {cause}",
@@ -43,7 +59,7 @@ pub async fn send(
         .await
         .map_err(|e| unreachable(upstream, e.to_string(), e.failure()))?;
     match attempt(&mut conn, out, timeout, via.deadlines).await {
-        Ok((head, upload)) => Ok((conn, head, upload)),
+        Ok(answered) => Ok(Sent::on(conn, answered)),
         Err(e) => Err(e.into_request_error(upstream)),
     }
 }
@@ -58,7 +74,7 @@ async fn attempt(
     out: &mut Outgoing,
     timeout: Duration,
     deadlines: &Deadlines,
-) -> Result<(ResponseHead, Option<Upload>), AttemptError> {
+) -> Result<Answered, AttemptError> {
     match deadlines.within(timeout, exchange(conn, out)).await {
         Err(_) => Err(AttemptError::Timeout(timeout)),
         Ok(result) => result.map_err(AttemptError::Exchange),
