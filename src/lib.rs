@@ -36,7 +36,7 @@ pub use control::{cli, daemon};
 pub mod parts {
     pub use crate::http::body::Body;
     pub use crate::http::client_body::ClientBody;
-    pub use crate::http::clocked_io::ConnClock;
+    pub use crate::http::conn_clock::ConnClock;
     pub use crate::http::connection::{self, Respond};
     pub use crate::http::h1::request::{parse as parse_request, ParsedRequest};
     pub use crate::http::head::classify;

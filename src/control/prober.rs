@@ -8,7 +8,7 @@
 //! nothing recent for the active upstream (just after startup or a switch).
 //!
 //! The check is a `GET` with `Connection: close` on a new socket, by the proxy's own client
-//! (`proxy::probe`): the pooled connections would test a warm connection instead of the
+//! (`upstream::probe`): the pooled connections would test a warm connection instead of the
 //! app's ability to accept a new one.
 
 use std::sync::Arc;

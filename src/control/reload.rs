@@ -4,7 +4,7 @@
 //! nothing but a log line and the recorded last-reload result; one that succeeds stores a
 //! new snapshot with the next generation. Listeners, connections and in-flight requests
 //! are untouched either way; each worker's upstream client (with its warm pool) is carried
-//! over unless its own settings changed (see `worker`).
+//! over unless its own settings changed (see `policy::worker`).
 
 use std::time::SystemTime;
 

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-/// A request's body as the handler sees it: none; the whole body, when `http1` found it
-/// already read behind its head; or hyper's streaming body. On a connection that goes back to `http1` after this request
+/// A request's body as the dispatcher sees it: none; the whole body, when `h1` found it
+/// already read behind its head; or hyper's streaming body. On a connection that goes back to `h1` after this request
 /// the body must be read to its end first (`BodyEnd`): only then does the next byte start
 /// the next request.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub enum ClientBody {
     },
 }
 
-/// Whether a request body was read to its end, by the handler or, after the handler
+/// Whether a request body was read to its end, by the dispatcher or, after the dispatcher
 /// dropped it, by a bounded discard (as nginx discards an unread body to keep the
 /// connection).
 #[derive(Debug, Default)]

@@ -1,8 +1,8 @@
-//! One client connection, from accept to close: `http1` reads every head and serves the
+//! One client connection, from accept to close: `h1` reads every head and serves the
 //! plain requests; hyper takes one request at a time (a body, `Expect`, HTTP/1.0, a target
 //! that is not origin-form) and gives the connection back, or takes the rest of it (h2c, a
 //! WebSocket upgrade, a head it refuses); shutdown and the connection's clocks
-//! (`timeouts`) end it. Generic over the socket and over what answers
+//! (`conn_clock`) end it. Generic over the socket and over what answers
 //! a request (`Respond`), so that the differential fuzzer drives this same loop over an
 //! in-memory pipe.
 
@@ -24,7 +24,8 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use crate::http::client_body::{BodyEnd, ClientBody};
-use crate::http::clocked_io::{self, ClockedIo, ConnClock, ConnTimeout};
+use crate::http::clocked_io::ClockedIo;
+use crate::http::conn_clock::{self, ConnClock, ConnTimeout};
 use crate::http::h1;
 use crate::http::head;
 use crate::http::tracked_body::{Report, TrackedBody};
@@ -52,7 +53,7 @@ pub trait Respond: Send + Sync + 'static {
 }
 
 /// HTTP/1.1 and h2c (an ALB may speak either to its targets). No hyper timer: the
-/// header and idle timeouts are `timeouts`'s. Request heads are limited to 64 KiB, beyond
+/// header and idle timeouts are `conn_clock`'s. Request heads are limited to 64 KiB, beyond
 /// which hyper answers 431 (nginx's default limit is 32 KiB).
 pub fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -92,7 +93,7 @@ pub async fn serve<S: Socket, R: Respond>(
     }
 }
 
-/// `http1` serves the connection, starting with `read`, until it ends (`None`: ended by
+/// `h1` serves the connection, starting with `read`, until it ends (`None`: ended by
 /// shutdown or a clock) or a request needs hyper.
 async fn serve_plain<S: Socket, R: Respond>(
     io: &mut ClockedIo<S>,
@@ -271,7 +272,7 @@ fn connection_has(headers: &http::HeaderMap, token: &[u8]) -> bool {
         .any(|v| head::has_token(v.as_bytes(), token))
 }
 
-/// The rest of a connection whose requests `http1` does not serve itself.
+/// The rest of a connection whose requests `h1` does not serve itself.
 async fn serve_with_hyper<S: Socket, R: Respond>(
     io: ClockedIo<S>,
     ctx: Arc<R>,
@@ -292,7 +293,7 @@ async fn serve_with_hyper<S: Socket, R: Respond>(
             if upgrade && res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                 // A WebSocket handshake that did not switch leaves an HTTP/1.1 connection
                 // whose later requests only hyper would read: end it instead, so that every
-                // head on a connection is read, scanned and timed by `http1`.
+                // head on a connection is read, scanned and timed by `h1`.
                 let close = http::HeaderValue::from_static("close");
                 res.headers_mut().insert(http::header::CONNECTION, close);
             }
@@ -355,7 +356,7 @@ enum ConnEvent {
 async fn watchdog<R: Respond>(clock: &ConnClock, ctx: &R) -> ConnTimeout {
     loop {
         let (header, idle) = ctx.timeouts();
-        tokio::time::sleep(clocked_io::tick(header, idle)).await;
+        tokio::time::sleep(conn_clock::tick(header, idle)).await;
         if let Some(expired) = clock.expired(header, idle) {
             return expired;
         }

@@ -5,9 +5,9 @@
 //! file whose length and ETag are in the headers, even if a deploy renames another file into
 //! place meanwhile. When the client goes away hyper drops the body, which drops the handle.
 //!
-//! Reads are hand-written `preadv2` calls rather than `std`'s `read_at` for two reasons the
-//! static-large benchmark showed to matter: `read_at` needs an initialised (zeroed) buffer,
-//! about a fifth of the throughput at 1 MiB; and `RWF_NOWAIT` lets the worker copy pages that
+//! Reads are hand-written `preadv2` calls rather than `std`'s `read_at` for two reasons
+//! (measured in `benches/README.md`): `read_at` needs an initialised (zeroed) buffer, which
+//! costs a pass over every chunk; and `RWF_NOWAIT` lets the worker copy pages that
 //! are already in the page cache (the common case for a web root) without a trip to the
 //! blocking pool, which cost a thread hand-off per chunk. Only a read that would wait for the
 //! disk goes to `spawn_blocking`, so a cold file never stalls the worker's other connections.

@@ -7,6 +7,7 @@ pub mod body;
 pub mod chunked;
 pub mod client_body;
 pub mod clocked_io;
+pub mod conn_clock;
 pub mod connection;
 pub mod file_body;
 pub mod h1;

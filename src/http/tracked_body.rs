@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::http::body::Body;
-use crate::http::clocked_io::RequestGuard;
+use crate::http::conn_clock::RequestGuard;
 use crate::http::file_body::FileBody;
 use crate::http::raw_headers::RawHeaders;
 use crate::http::upstream::failure::UpstreamFailure;

@@ -170,3 +170,6 @@ fn is_page_request<B>(req: &Request<B>) -> bool {
     let last = req.uri().path().rsplit('/').next().unwrap_or("");
     matches!(*req.method(), Method::GET | Method::HEAD) && !last.contains('.')
 }
+
+#[cfg(test)]
+mod tests;

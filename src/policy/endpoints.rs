@@ -1,6 +1,6 @@
 //! The load balancer's view of this host: `health_path` (the process is alive and which
 //! configuration it runs) and `ready_path` (the active upstream passed its last check;
-//! see `health_checks`).
+//! see `control::prober`).
 
 use http::{header, HeaderValue, Response, StatusCode};
 

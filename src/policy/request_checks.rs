@@ -1,6 +1,6 @@
 //! What every request must pass before it is routed (SPEC "Request handling", the check
 //! before routing): the method, the path, and the Host. One place, for routed, static and
-//! fallback requests alike, and for both servers (`http1` and hyper).
+//! fallback requests alike, and for both servers (`h1` and hyper).
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Version};

@@ -3,8 +3,8 @@
 //! Every worker accepts on the same listening sockets, and which one the kernel wakes for
 //! a new connection is close to arbitrary. A client that opens its connections all at once
 //! (a load balancer's pool of keep-alive connections, a benchmark) could leave one worker
-//! with two thirds of them: that worker became the bottleneck while the other idled
-//! (proxy-small: 64/36 splits, the machine 8 % idle). So a worker that accepts a connection
+//! with most of them: that worker becomes the bottleneck while the other idles
+//! (measured in `benches/README.md`). So a worker that accepts a connection
 //! while it serves more than one more than the least busy worker hands the connection
 //! over to that worker (one channel send per connection, nothing per request).
 
@@ -85,7 +85,7 @@ impl Balance {
         }
     }
 
-    /// Counts a connection as open on `worker` (until the returned guard is dropped).
+    /// Counts a connection as open on `policy::worker` (until the returned guard is dropped).
     pub fn open(self: &Arc<Self>, worker: usize) -> Open {
         if let Some(o) = self.open.get(worker) {
             o.fetch_add(1, Ordering::Relaxed);

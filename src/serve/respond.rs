@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 
 use crate::http::client_body::ClientBody;
-use crate::http::clocked_io::ConnClock;
+use crate::http::conn_clock::ConnClock;
 use crate::http::connection::Respond;
 use crate::http::tracked_body::TrackedBody;
 use crate::policy::context::{ConnPermit, Peer};
@@ -47,7 +47,7 @@ impl Respond for ConnContext {
     }
 }
 
-/// One request, whichever server read it: the snapshot loaded once, the handler, and
+/// One request, whichever server read it: the snapshot loaded once, the dispatcher, and
 /// what will report the request when its response is done. Counted as in progress (for
 /// the idle clock) until then.
 async fn respond(

@@ -1,6 +1,6 @@
 //! The last known health of every upstream, with HAProxy's fall/rise thresholds: what
 //! `ready_path`, `/status`, `/metrics` and a switching reload read, and what the prober
-//! (`health_checks`) writes. State, not behaviour: it probes nothing itself.
+//! (`control::prober`) writes. State, not behaviour: it probes nothing itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

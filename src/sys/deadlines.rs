@@ -1,9 +1,9 @@
 //! Deadlines for in-flight upstream exchanges (`response_timeout`), kept on a per-worker
 //! board and swept every `TICK` by the worker, instead of a tokio timer per request.
 //!
-//! Why: a tokio timer entry per proxied request (registered in the timer wheel and taken
-//! out again, under the driver's lock) was about 4 % of the instructions per proxied
-//! request, and the time driver walked the wheel on every park. Here an exchange that is
+//! Why: a tokio timer entry per proxied request is registered in the timer wheel and taken
+//! out again under the driver's lock, and the time driver walks the wheel on every park
+//! (the cost is in `benches/README.md`). Here an exchange that is
 //! still waiting after its first poll takes a slot (one uncontended lock, one waker clone)
 //! and gives it back when done; the sweep wakes the ones past their deadline. The price is
 //! precision: a timeout fires up to `TICK` late (or a clock tick early, see `coarse_clock`),

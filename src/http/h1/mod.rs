@@ -1,10 +1,9 @@
 //! HTTP/1.1 for plain requests, served without hyper; hyper takes over a connection at
 //! the first request that is not plain.
 //!
-//! Why hand-written: on the proxy-small benchmark (issue 4) hyper's server was about a
-//! fifth of switchyard's instructions per request (parsing into its own structures,
-//! encoding, its dispatcher's state machine and per-request allocations), and the CPU per
-//! request was above nginx's by about as much. Nearly all traffic behind a load balancer is
+//! Why hand-written: hyper's server (parsing into its own structures, encoding, its
+//! dispatcher's state machine and per-request allocations) kept the CPU per proxied
+//! request above nginx's (`benches/README.md`). Nearly all traffic behind a load balancer is
 //! the plain case: HTTP/1.1 keep-alive requests without a body. Those are parsed with
 //! httparse (as hyper does) into the same `http::Request`, and the response is written
 //! with the framing hyper would choose (`response`).

@@ -1,4 +1,4 @@
-//! Reading a request head: which requests `http1` serves itself, and which it hands over.
+//! Reading a request head: which requests `h1` serves itself, and which it hands over.
 
 use std::mem::MaybeUninit;
 

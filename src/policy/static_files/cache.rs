@@ -1,7 +1,7 @@
 //! What the web root said about a path, remembered for a moment (nginx's
-//! `open_file_cache`): a hit costs no syscall and no trip to the blocking pool, which the
-//! profile showed to be most of the cost of a small file and of a file miss on the way to
-//! the upstream.
+//! `open_file_cache`): a hit costs no syscall and no trip to the blocking pool, which are
+//! most of the cost of a small file and of a file miss on the way to the upstream
+//! (`benches/README.md`).
 //!
 //! Entries are trusted for `TTL` (1 s): a deploy that replaces files is visible within a
 //! second, and a request never sees a half-written state (rename is atomic; the entry holds

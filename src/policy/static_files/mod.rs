@@ -1,6 +1,6 @@
 //! Serving the web root: `security` decodes and vets the request path, `lookup` finds
 //! and opens the file off the runtime, `reply` builds the response, `stream` streams
-//! large bodies, sent from the page cache without a copy when `residency` finds them there.
+//! large bodies, sent from the page cache without a copy when `sys::page_cache` finds them there.
 
 pub mod cache;
 mod conditional;
