@@ -45,6 +45,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a canary of NAME: write [canary], reload, and follow the daemon's plan; on
+    /// success make NAME active and remove [canary] (exit 0), on rollback remove [canary]
+    /// and exit 1 with the reason
+    Canary {
+        /// An upstream defined in [upstreams], with a health path
+        #[arg(required_unless_present = "abort")]
+        name: Option<String>,
+        /// Percent of clients at each step, rising
+        #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
+        steps: Vec<u8>,
+        /// How long each step is held and judged
+        #[arg(long, default_value = "60s")]
+        interval: String,
+        /// Roll back when more than this share of the canary's requests fail (1% or 0.01)
+        #[arg(long, default_value = "1%", value_parser = parse_ratio)]
+        max_error_ratio: f64,
+        /// Roll back when the canary's p99 latency over an interval is above this
+        #[arg(long, value_name = "DURATION")]
+        max_p99: Option<String>,
+        /// Write [canary] and reload, without following the plan
+        #[arg(long)]
+        no_wait: bool,
+        /// Remove [canary] now: every client back on the active upstream
+        #[arg(long, conflicts_with = "name")]
+        abort: bool,
+    },
+}
+
+/// `1%` or `0.01`.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (text, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if (0.0..=scale).contains(&n) => Ok(n / scale),
+        _ => Err(format!("{text:?} is not a ratio like 1% or 0.01")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -58,6 +96,28 @@ fn main() -> ExitCode {
         Some(Command::Switch { name, no_wait }) => switch(&path, &name, !no_wait),
         Some(Command::Reload) => report(switchyard::cli::reload::run(&path)),
         Some(Command::Status { json }) => status(&path, json),
+        Some(Command::Canary { abort: true, .. }) => report(switchyard::cli::canary::abort(&path)),
+        Some(Command::Canary {
+            name,
+            steps,
+            interval,
+            max_error_ratio,
+            max_p99,
+            no_wait,
+            abort: false,
+        }) => {
+            let plan = switchyard::cli::canary::Plan {
+                steps,
+                interval,
+                max_error_ratio,
+                max_p99,
+            };
+            let name = name.unwrap_or_default();
+            let mut say = |line: String| println!("{line}");
+            report(switchyard::cli::canary::run(
+                &path, &name, &plan, !no_wait, &mut say,
+            ))
+        }
         None => run(&path),
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration: the raw serde model of the TOML file (`raw`), its validation (`validate`)
 //! into an immutable `Config` (`model`), and errors that point at line and column.
 
+mod canary;
 mod error;
 mod model;
 mod raw;

@@ -11,7 +11,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::HeaderValue;
 use ipnet::IpNet;
 
-pub use super::raw::{AccessLogFormat, Fallback};
+pub use super::raw::{AccessLogFormat, Affinity, Fallback};
 
 #[derive(Debug)]
 pub struct Config {
@@ -27,6 +27,7 @@ pub struct Config {
     /// Sorted by name.
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: Vec<Route>,
+    pub canary: Option<Canary>,
     /// Legal settings that are known to bite behind a load balancer.
     pub warnings: Vec<String>,
 }
@@ -97,6 +98,23 @@ pub struct ProxySettings {
     /// Consecutive passed checks before a down upstream is up again.
     pub health_rise: u32,
     pub switch_requires_healthy: bool,
+}
+
+/// `[canary]`: a share of the clients `active` would get goes to another upstream, and
+/// with `steps` the daemon raises that share each `interval` the canary's own figures stay
+/// within bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub upstream: Arc<Upstream>,
+    /// Percent of clients, 0 to 100: the first step when there are steps.
+    pub weight: u8,
+    /// Ascending percentages; empty when the weight is held as given.
+    pub steps: Vec<u8>,
+    pub interval: Duration,
+    /// 0.0 to 1.0: 5xx answers and upstream failures over the canary's requests.
+    pub max_error_ratio: f64,
+    pub max_p99: Option<Duration>,
+    pub affinity: Affinity,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub upstreams: Spanned<BTreeMap<Spanned<String>, Spanned<RawUpstream>>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    pub canary: Option<Spanned<RawCanary>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,4 +172,29 @@ impl<'de> Deserialize<'de> for RawUpstream {
         }
         d.deserialize_any(V)
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub upstream: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub steps: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub interval: Option<Spanned<String>>,
+    pub max_error_ratio: Option<Spanned<f64>>,
+    pub max_p99: Option<Spanned<String>>,
+    pub affinity: Option<Affinity>,
+}
+
+/// How a client keeps its colour while a canary runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Affinity {
+    /// The `switchyard_colour` cookie, set by switchyard.
+    #[default]
+    Cookie,
+    /// A hash of the client's address (`X-Real-IP` rules).
+    ClientIp,
+    /// Every request drawn anew.
+    None,
 }

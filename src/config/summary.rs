@@ -62,6 +62,23 @@ pub fn summary(c: &Config) -> String {
         };
         let _ = writeln!(s, "    {i}: {} -> {target}", describe(r));
     }
+    if let Some(canary) = &c.canary {
+        let plan = match canary.steps.is_empty() {
+            true => format!("{} % held", canary.weight),
+            false => format!("steps {:?} %", canary.steps),
+        };
+        let p99 = canary
+            .max_p99
+            .map_or(String::new(), |d| format!(", p99 <= {d:?}"));
+        let _ = writeln!(
+            s,
+            "  canary:    {} ({plan}, every {:?}; errors <= {} %{p99}; affinity {:?})",
+            canary.upstream.name,
+            canary.interval,
+            canary.max_error_ratio * 100.0,
+            canary.affinity
+        );
+    }
     for w in &c.warnings {
         let _ = writeln!(s, "warning: {w}");
     }

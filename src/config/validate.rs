@@ -10,6 +10,7 @@ use http::uri::{Authority, PathAndQuery};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use super::canary::canary;
 use super::error::{ConfigError, Source};
 use super::model::*;
 use super::raw::*;
@@ -50,6 +51,11 @@ fn build(src: &Source, path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         .map(|s| static_site(src, path, s))
         .transpose()?;
     let proxy = proxy(src, &raw.proxy)?;
+    let canary = raw
+        .canary
+        .as_ref()
+        .map(|c| canary(src, c, &upstreams, &active))
+        .transpose()?;
     let mut warnings = warnings(&server, &proxy);
     if let Some(w) = unreachable_active(&static_files, &routes, &active) {
         warnings.push(w);
@@ -63,6 +69,7 @@ fn build(src: &Source, path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         proxy,
         upstreams,
         routes,
+        canary,
         warnings,
     })
 }

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::control::prometheus;
 use crate::http::body::Body;
+use crate::state::canary::Progress;
 use crate::state::snapshot::{ReloadOutcome, Shared};
 
 /// Accepts admin connections until the process ends.
@@ -106,6 +107,29 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "draining": shared.draining(),
         "upstreams": upstreams,
         "last_reload": last_reload,
+        "canary": shared.canary.progress().map(|p| canary_json(&p)),
+        "previous": snap.previous.as_ref().map(|p| serde_json::json!({
+            "upstream": p.upstream.name,
+            "seconds_left": p.until.saturating_duration_since(Instant::now()).as_secs_f64(),
+        })),
+    })
+}
+
+fn canary_json(p: &Progress) -> serde_json::Value {
+    serde_json::json!({
+        "upstream": p.upstream,
+        "weight": p.weight,
+        "step": p.step,
+        "steps": p.steps,
+        "state": p.phase.as_str(),
+        "reason": p.reason,
+        "since_unix": unix(p.since),
+        "interval": {
+            "requests": p.window.requests,
+            "errors": p.window.errors,
+            "error_ratio": p.window.error_ratio(),
+            "p99_seconds": p.window.quantile(0.99).map(|d| d.as_secs_f64()),
+        },
     })
 }
 

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::config::{self, ConfigError};
 use crate::control::admin;
+use crate::control::canary;
 use crate::control::prober;
 use crate::control::reload;
 use crate::control::signals::{notify, Intent, Signals};
@@ -86,6 +87,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
     log_startup(&shared, &listeners);
     tokio::spawn(prober::run(Arc::clone(&shared)));
+    canary::configure(&shared, &shared.load().config);
+    tokio::spawn(canary::run(Arc::clone(&shared)));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = Workers::start(&listeners, &shared, server_cfg.max_connections, workers)
         .map_err(StartError::Workers)?;

@@ -3,6 +3,7 @@
 //! `reload`, `status`) that act on a running daemon.
 
 pub mod admin;
+pub mod canary;
 pub mod cli;
 pub mod daemon;
 pub mod prober;

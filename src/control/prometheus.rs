@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use crate::state::canary::Phase;
 use crate::state::metrics::{gauge, label};
 use crate::state::snapshot::Shared;
 
@@ -36,7 +37,32 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+    canary(&mut out, shared);
     let dropped = shared.access_log.dropped.load(Ordering::Relaxed);
     let _ = writeln!(out, "# HELP switchyard_access_log_dropped_total Access log lines dropped because the writer fell behind.\n# TYPE switchyard_access_log_dropped_total counter\nswitchyard_access_log_dropped_total {dropped}");
     out
+}
+
+/// The canary's weight and state; nothing without a canary, so an alert on the state
+/// clears once the canary is promoted or removed.
+fn canary(out: &mut String, shared: &Shared) {
+    let _ = writeln!(out, "# HELP switchyard_canary_weight Percent of clients the canary upstream gets now.\n# TYPE switchyard_canary_weight gauge");
+    let _ = writeln!(out, "# HELP switchyard_canary_state 1 for the state the canary is in (running, holding, complete, rolled_back).\n# TYPE switchyard_canary_state gauge");
+    let Some(progress) = shared.canary.progress() else {
+        return;
+    };
+    let upstream = label(&progress.upstream);
+    let _ = writeln!(
+        out,
+        "switchyard_canary_weight{{upstream=\"{upstream}\"}} {}",
+        progress.weight
+    );
+    for phase in Phase::ALL {
+        let _ = writeln!(
+            out,
+            "switchyard_canary_state{{upstream=\"{upstream}\",state=\"{}\"}} {}",
+            phase.as_str().replace(' ', "_"),
+            u8::from(phase == progress.phase)
+        );
+    }
 }

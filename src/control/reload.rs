@@ -9,6 +9,7 @@
 use std::time::SystemTime;
 
 use crate::config::{self, Config, Server};
+use crate::control::canary;
 use crate::http::upstream::probe;
 use crate::state::snapshot::{ReloadOutcome, ReloadRecord, Shared, Snapshot};
 
@@ -60,6 +61,7 @@ pub async fn reload(shared: &Shared) -> Result<u64, String> {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let next = outcome.map_err(|r| r.why)?;
     shared.access_log.configure(&next.config.server.access_log);
+    canary::configure(shared, &next.config);
     let generation = next.generation;
     shared.store(next);
     Ok(generation)
@@ -92,7 +94,8 @@ async fn attempt(current: &Snapshot) -> Result<Snapshot, NotReloaded> {
                 ),
             })?;
     }
-    Ok(Snapshot::new(config, current.generation + 1))
+    let previous = canary::previous_colour(current, &config);
+    Ok(Snapshot::new(config, current.generation + 1).with_previous(previous))
 }
 
 /// Settings bound at startup keep their old values until a restart; say so rather than

@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 
-use crate::config::{Fallback, Upstream};
+use crate::config::{Fallback, RouteUpstream, Upstream};
 use crate::http::body::Body;
 use crate::http::client_body::ClientBody;
 use crate::http::upstream::failure::UpstreamFailure;
+use crate::policy::colour::{self, Colour};
 use crate::policy::context::{ConnPermit, Peer};
 use crate::policy::endpoints;
 use crate::policy::errors::RequestError;
@@ -78,6 +79,11 @@ impl Answer {
 }
 
 impl<'a> DispatchContext<'a> {
+    /// Where a request `active` would get goes (`colour`).
+    fn colour<B>(&self, req: &Request<B>) -> Colour<'a> {
+        colour::choose(req.headers(), self.peer.ip, self.snap, self.shared)
+    }
+
     /// Not an async fn: the caller awaits the proxy future itself, so the request and the
     /// response are not moved through another future's state.
     fn proxy(
@@ -124,9 +130,13 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
                 .strip_prefix
                 .then(|| route.path_prefix.as_ref().map(|p| p.base.as_str()))
                 .flatten();
-            let upstream = route.upstream(&snap.config.active);
-            let served = Served::proxied(RouteKind::Route, upstream);
-            Answer::new(ctx.proxy(req, upstream, strip).await, served)
+            let colour = match &route.upstream {
+                RouteUpstream::Active => ctx.colour(&req),
+                RouteUpstream::Named(upstream) => Colour::named(upstream),
+            };
+            let served = Served::proxied(RouteKind::Route, colour.upstream);
+            let response = ctx.proxy(req, colour.upstream, strip).await;
+            Answer::new(with_cookie(response, colour.set_cookie), served)
         }
         Decision::Local => {
             // The web root first, then `fallback` (inline, so the request is not moved into
@@ -145,9 +155,10 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
                 .map_or(Fallback::Upstream, |s| s.fallback);
             let result = match fallback {
                 Fallback::Upstream => {
-                    let active = &snap.config.active;
-                    let served = Served::proxied(RouteKind::Fallback, active);
-                    return Answer::new(ctx.proxy(req, active, None).await, served);
+                    let colour = ctx.colour(&req);
+                    let served = Served::proxied(RouteKind::Fallback, colour.upstream);
+                    let response = ctx.proxy(req, colour.upstream, None).await;
+                    return Answer::new(with_cookie(response, colour.set_cookie), served);
                 }
                 Fallback::Index if is_page_request(&req) => {
                     match static_files::serve_index(&req, snap, &ctx.worker.files).await {
@@ -160,6 +171,20 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
             };
             Answer::new(result, Served::by(RouteKind::Fallback))
         }
+    }
+}
+
+/// Keeps the client on its colour: the cookie goes on any answer the upstream gave.
+fn with_cookie(
+    response: Result<Response<Body>, RequestError>,
+    cookie: Option<HeaderValue>,
+) -> Result<Response<Body>, RequestError> {
+    match (response, cookie) {
+        (Ok(mut res), Some(cookie)) => {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+            Ok(res)
+        }
+        (response, _) => response,
     }
 }
 

@@ -2,6 +2,7 @@
 //! asks `routing`, and has an endpoint, `proxy` or `static_files` answer; `errors` maps
 //! every failure to its status in one place.
 
+pub mod colour;
 pub mod context;
 pub mod dispatch;
 pub mod endpoints;

@@ -109,7 +109,80 @@ pub struct Sample<'a> {
     pub failure: Option<UpstreamFailure>,
 }
 
+/// One upstream's requests so far, every route kind together: what a canary is judged on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub requests: u64,
+    /// 5xx answers, plus answers whose body the upstream cut short.
+    pub errors: u64,
+    /// Per latency bucket (`BUCKETS`), not cumulative.
+    pub buckets: [u64; BUCKETS.len()],
+}
+
+impl Figures {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Figures) -> Figures {
+        let mut buckets = self.buckets;
+        for (b, e) in buckets.iter_mut().zip(&earlier.buckets) {
+            *b = b.saturating_sub(*e);
+        }
+        Figures {
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors: self.errors.saturating_sub(earlier.errors),
+            buckets,
+        }
+    }
+
+    pub fn error_ratio(&self) -> f64 {
+        match self.requests {
+            0 => 0.0,
+            n => self.errors as f64 / n as f64,
+        }
+    }
+
+    /// The `q` quantile of latency, interpolated within its bucket as Prometheus's
+    /// `histogram_quantile` does; `None` without requests, or when it lies above the last
+    /// bucket (over 10 s).
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.requests == 0 {
+            return None;
+        }
+        let rank = q * self.requests as f64;
+        let mut below = 0.0;
+        let mut lower = 0.0;
+        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+            let n = *n as f64;
+            if below + n >= rank && n > 0.0 {
+                let within = (rank - below) / n;
+                return Some(Duration::from_secs_f64(lower + (bound - lower) * within));
+            }
+            below += n;
+            lower = *bound;
+        }
+        None
+    }
+}
+
 impl Metrics {
+    /// `upstream`'s figures so far, added up over every worker and route kind.
+    pub fn figures(&self, upstream: &str) -> Figures {
+        let shards: Vec<Arc<Shard>> = self.shards.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut figures = Figures::default();
+        for shard in shards {
+            let Ok(series) = shard.series.lock() else {
+                continue;
+            };
+            for s in series.iter().filter(|s| s.upstream == upstream) {
+                figures.requests += s.count();
+                figures.errors += s.classes[5] + s.failures[UpstreamFailure::Truncated.index()];
+                for (total, n) in figures.buckets.iter_mut().zip(&s.buckets) {
+                    *total += n;
+                }
+            }
+        }
+        figures
+    }
+
     pub fn shard(&self) -> Arc<Shard> {
         let shard = Arc::new(Shard::default());
         if let Ok(mut shards) = self.shards.lock() {

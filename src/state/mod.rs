@@ -3,6 +3,7 @@
 //! buffer.
 
 pub mod access_log;
+pub mod canary;
 pub mod metrics;
 pub mod snapshot;
 pub mod upstream_health;

@@ -8,13 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, Upstream};
 use crate::state::access_log::AccessLogger;
+use crate::state::canary::CanaryState;
 use crate::state::metrics::Metrics;
 use crate::state::upstream_health::HealthTable;
 
@@ -22,7 +23,17 @@ pub struct Snapshot {
     pub config: Config,
     /// Starts at 1 and increments on every successful reload.
     pub generation: u64,
+    /// The colour `active` named before a switch, kept for its cookie holders a while.
+    pub previous: Option<PreviousColour>,
     health_body: Bytes,
+}
+
+/// After a switch with cookie affinity, requests whose `switchyard_colour` cookie names
+/// the previous colour go on to it until `until`, while it is healthy.
+#[derive(Debug, Clone)]
+pub struct PreviousColour {
+    pub upstream: Arc<Upstream>,
+    pub until: Instant,
 }
 
 impl Snapshot {
@@ -31,8 +42,14 @@ impl Snapshot {
         Snapshot {
             config,
             generation,
+            previous: None,
             health_body,
         }
+    }
+
+    pub fn with_previous(mut self, previous: Option<PreviousColour>) -> Self {
+        self.previous = previous;
+        self
     }
 
     /// The `health_path` body, rendered once per snapshot.
@@ -95,6 +112,7 @@ pub struct Shared {
     current: ArcSwap<Snapshot>,
     /// Results of the active upstream checks.
     pub health: HealthTable,
+    pub canary: CanaryState,
     pub metrics: Metrics,
     pub access_log: Arc<AccessLogger>,
     pub started: SystemTime,
@@ -107,6 +125,7 @@ impl Shared {
         Shared {
             current: ArcSwap::from_pointee(snapshot),
             health: HealthTable::default(),
+            canary: CanaryState::default(),
             metrics: Metrics::default(),
             access_log,
             started: SystemTime::now(),

@@ -51,6 +51,14 @@ impl HealthTable {
         (state.checked.elapsed() <= max_age).then(|| state.clone())
     }
 
+    /// Whether `upstream`'s last known state is down (never checked counts as not down).
+    pub fn is_down(&self, upstream: &Upstream) -> bool {
+        let Ok(states) = self.states.lock() else {
+            return false;
+        };
+        states.get(&key(upstream)).is_some_and(|s| !s.up)
+    }
+
     pub fn get(&self, upstream: &Upstream) -> Option<UpstreamState> {
         self.states.lock().ok()?.get(&key(upstream)).cloned()
     }

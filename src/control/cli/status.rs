@@ -86,6 +86,18 @@ fn render(doc: &Value) -> String {
             out.push_str(&format!("  {:<12} last check: {error}\n", ""));
         }
     }
+    out.push_str(&canary(&doc["canary"], now));
+    if let Some(previous) = doc["previous"].as_object() {
+        let left = previous
+            .get("seconds_left")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        out.push_str(&format!(
+            "previous colour: {} keeps its cookie holders for {} more\n",
+            previous.get("upstream").map(text).unwrap_or_default(),
+            ago(left)
+        ));
+    }
     match doc["last_reload"].as_object() {
         Some(r) => {
             let outcome = match r.get("result").and_then(Value::as_str) {
@@ -101,6 +113,46 @@ fn render(doc: &Value) -> String {
             ));
         }
         None => out.push_str("last reload: none since start\n"),
+    }
+    out
+}
+
+/// `canary: green, step 2 of 4, 25 % of clients, running for 3m 2s` and the interval's figures.
+fn canary(c: &Value, now: f64) -> String {
+    if c.is_null() {
+        return "canary: none\n".to_owned();
+    }
+    let steps = c["steps"].as_array().map_or(0, Vec::len);
+    let step = c["step"]
+        .as_u64()
+        .map_or(String::new(), |s| format!(", step {s} of {steps}"));
+    let since = c["since_unix"]
+        .as_f64()
+        .map_or(String::new(), |t| format!(" for {}", ago(now - t)));
+    let mut out = format!(
+        "canary: {}{step}, {} % of clients, {}{since}\n",
+        text(&c["upstream"]),
+        c["weight"],
+        text(&c["state"]),
+    );
+    let figures = &c["interval"];
+    let p99 = figures["p99_seconds"]
+        .as_f64()
+        .map_or("-".to_owned(), |p| format!("{:.0} ms", p * 1000.0));
+    out.push_str(&format!(
+        "  this interval: {} requests, {} errors ({:.2} %), p99 {p99}\n",
+        figures["requests"],
+        figures["errors"],
+        figures["error_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+    ));
+    if let Some(reason) = c["reason"].as_str() {
+        out.push_str(&format!("  {reason}\n"));
+    }
+    if c["state"] == "complete" {
+        out.push_str(&format!(
+            "  complete: serving it until `switchyard switch {}` promotes it\n",
+            text(&c["upstream"])
+        ));
     }
     out
 }

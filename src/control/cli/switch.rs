@@ -56,10 +56,19 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
     if current.active.name == name {
         return Ok(format!("{name} is already active in {file}; nothing to do"));
     }
-    let edited = set_active(&original, name).map_err(|reason| SwitchError::Edit {
+    let edit_err = |reason| SwitchError::Edit {
         file: file.clone(),
         reason,
-    })?;
+    };
+    let mut edited = set_active(&original, name).map_err(edit_err)?;
+    // Switching to the canary promotes it: the canary of an active upstream means nothing.
+    if current
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.upstream.name == name)
+    {
+        edited = super::canary::without_canary(&edited).map_err(edit_err)?;
+    }
     let next = config::parse(path, &edited)?;
     let pid = daemon_pid(&next, &file)?;
     let before = wait.then(|| report(&next)).flatten();
@@ -92,7 +101,7 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
 }
 
 /// Rewrites the top-level `active` key, keeping every comment and the layout.
-fn set_active(text: &str, name: &str) -> Result<String, String> {
+pub(super) fn set_active(text: &str, name: &str) -> Result<String, String> {
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
     let item = doc.get_mut("active").ok_or("no `active` key")?;
     let value = item.as_value_mut().ok_or("`active` is not a value")?;
@@ -140,7 +149,7 @@ fn restore(path: &Path, original: &str) -> Result<(), SwitchError> {
     write_atomically(path, original)
 }
 
-fn await_switch(
+pub(super) fn await_switch(
     cfg: &Config,
     name: &str,
     min_generation: u64,

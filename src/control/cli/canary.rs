@@ -1,0 +1,290 @@
+//! `switchyard canary NAME`: writes `[canary]` (comments kept, atomic, reload), follows the
+//! daemon's plan step by step from `/status`, and when it completes makes NAME `active`
+//! and removes `[canary]`; when the daemon rolls it back, removes `[canary]` and fails
+//! with the reason. `--abort` removes `[canary]` at once. The daemon runs the plan itself:
+//! if this command dies, the canary still finishes or rolls back.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use thiserror::Error;
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+use super::running::{daemon_pid, report, sighup, status};
+use super::switch::{await_switch, set_active, write_atomically, SwitchError};
+use crate::config::{self, Config, ConfigError};
+
+/// How long the daemon may take to show a reload.
+const RELOAD_WAIT: Duration = Duration::from_secs(10);
+/// How long the daemon may stay silent while a plan is followed.
+const SILENCE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum CanaryError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Switch(#[from] SwitchError),
+    #[error("{file}: cannot edit: {reason}")]
+    Edit { file: String, reason: String },
+    #[error("server.admin_listen is not set in {0}: the canary is followed on the admin /status endpoint (or use --no-wait)")]
+    NoAdmin(String),
+    #[error("the daemon did not show the canary within {0:?}: {1}")]
+    NotApplied(Duration, String),
+    #[error("canary {name} rolled back: {reason}; [canary] removed from {file}")]
+    RolledBack {
+        name: String,
+        reason: String,
+        file: String,
+    },
+    #[error("canary {name} no longer in force: {why}")]
+    Lost { name: String, why: String },
+}
+
+/// The plan as given on the command line.
+pub struct Plan {
+    pub steps: Vec<u8>,
+    pub interval: String,
+    pub max_error_ratio: f64,
+    pub max_p99: Option<String>,
+}
+
+/// Starts a canary of `name` and, with `wait`, follows it to the end, telling `say`
+/// each step.
+pub fn run(
+    path: &Path,
+    name: &str,
+    plan: &Plan,
+    wait: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<String, CanaryError> {
+    let file = path.display().to_string();
+    let original = read(path)?;
+    let edited = with_canary(&original, name, plan).map_err(|reason| CanaryError::Edit {
+        file: file.clone(),
+        reason,
+    })?;
+    let next = config::parse(path, &edited)?;
+    if wait && next.server.admin_listen.is_none() {
+        return Err(CanaryError::NoAdmin(file));
+    }
+    let before = report(&next).map_or(0, |r| r.generation);
+    apply(path, &next, &edited, &file)?;
+    if !wait {
+        return Ok(format!(
+            "{file}: [canary] upstream = \"{name}\"; sent SIGHUP (not waiting)"
+        ));
+    }
+    follow(path, &next, name, before, say)
+}
+
+/// Removes `[canary]` and reloads: every client goes back to `active` at once.
+pub fn abort(path: &Path) -> Result<String, CanaryError> {
+    let file = path.display().to_string();
+    let original = read(path)?;
+    let current = config::parse(path, &original)?;
+    let Some(canary) = &current.canary else {
+        return Ok(format!("no [canary] in {file}; nothing to do"));
+    };
+    let name = canary.upstream.name.clone();
+    let edited = without_canary(&original).map_err(|reason| CanaryError::Edit {
+        file: file.clone(),
+        reason,
+    })?;
+    let next = config::parse(path, &edited)?;
+    apply(path, &next, &edited, &file)?;
+    Ok(format!(
+        "canary {name} aborted: [canary] removed from {file}, every client on {}",
+        next.active.name
+    ))
+}
+
+fn read(path: &Path) -> Result<String, CanaryError> {
+    let file = path.display().to_string();
+    fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(&file, format!("cannot read configuration: {e}")).into())
+}
+
+/// Writes `text` (already validated as `next`) and signals the daemon.
+fn apply(path: &Path, next: &Config, text: &str, file: &str) -> Result<(), CanaryError> {
+    let pid = daemon_pid(next, file).map_err(SwitchError::from)?;
+    write_atomically(path, text)?;
+    sighup(pid).map_err(|source| SwitchError::Signal { pid, source })?;
+    Ok(())
+}
+
+/// The file with a fresh `[canary]` table for `name` (its `affinity` kept, if it had one).
+fn with_canary(text: &str, name: &str, plan: &Plan) -> Result<String, String> {
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    let affinity = doc
+        .get("canary")
+        .and_then(|c| c.get("affinity"))
+        .and_then(|a| a.as_str())
+        .map(str::to_owned);
+    let mut table = Table::new();
+    table.insert("upstream", value(name));
+    let mut steps = Array::new();
+    for step in &plan.steps {
+        steps.push(i64::from(*step));
+    }
+    table.insert("steps", value(steps));
+    table.insert("interval", value(plan.interval.as_str()));
+    table.insert("max_error_ratio", value(plan.max_error_ratio));
+    if let Some(p99) = &plan.max_p99 {
+        table.insert("max_p99", value(p99.as_str()));
+    }
+    if let Some(affinity) = affinity {
+        table.insert("affinity", value(affinity));
+    }
+    doc.insert("canary", Item::Table(table));
+    Ok(doc.to_string())
+}
+
+pub(super) fn without_canary(text: &str) -> Result<String, String> {
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    doc.remove("canary");
+    Ok(doc.to_string())
+}
+
+/// What the command last printed, so each change is printed once.
+#[derive(PartialEq)]
+struct Seen {
+    weight: u64,
+    step: Option<u64>,
+    state: String,
+    reason: Option<String>,
+}
+
+fn follow(
+    path: &Path,
+    cfg: &Config,
+    name: &str,
+    before: u64,
+    say: &mut dyn FnMut(String),
+) -> Result<String, CanaryError> {
+    let file = path.display().to_string();
+    let started = Instant::now();
+    let mut heard = Instant::now();
+    let mut seen: Option<Seen> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(doc) = status(cfg) else {
+            if heard.elapsed() > SILENCE {
+                return Err(CanaryError::Lost {
+                    name: name.to_owned(),
+                    why: format!("the daemon has not answered for {SILENCE:?}"),
+                });
+            }
+            continue;
+        };
+        heard = Instant::now();
+        let generation = doc["generation"].as_u64().unwrap_or(0);
+        let canary = &doc["canary"];
+        if generation <= before || canary["upstream"] != name {
+            if started.elapsed() > RELOAD_WAIT {
+                let why = doc["last_reload"]["message"]
+                    .as_str()
+                    .unwrap_or("no reload");
+                return Err(CanaryError::NotApplied(RELOAD_WAIT, why.to_owned()));
+            }
+            if generation > before && canary.is_null() {
+                return Err(CanaryError::Lost {
+                    name: name.to_owned(),
+                    why: "[canary] was removed from the file".to_owned(),
+                });
+            }
+            continue;
+        }
+        let now = Seen {
+            weight: canary["weight"].as_u64().unwrap_or(0),
+            step: canary["step"].as_u64(),
+            state: canary["state"].as_str().unwrap_or("").to_owned(),
+            reason: canary["reason"].as_str().map(str::to_owned),
+        };
+        if seen.as_ref() != Some(&now) {
+            say(describe(name, &now, canary));
+        }
+        match now.state.as_str() {
+            "complete" => return promote(path, name, &file),
+            "rolled back" => {
+                let reason = now.reason.clone().unwrap_or_default();
+                let edited = without_canary(&read(path)?).map_err(|reason| CanaryError::Edit {
+                    file: file.clone(),
+                    reason,
+                })?;
+                let next = config::parse(path, &edited)?;
+                apply(path, &next, &edited, &file)?;
+                return Err(CanaryError::RolledBack {
+                    name: name.to_owned(),
+                    reason,
+                    file,
+                });
+            }
+            _ => {}
+        }
+        seen = Some(now);
+    }
+}
+
+fn describe(name: &str, seen: &Seen, canary: &Value) -> String {
+    let steps = canary["steps"].as_array().map_or(0, Vec::len);
+    let step = seen
+        .step
+        .map_or(String::new(), |s| format!(", step {s} of {steps}"));
+    let reason = seen
+        .reason
+        .as_ref()
+        .map_or(String::new(), |r| format!(" ({r})"));
+    format!(
+        "canary {name}: {}{step}, {} % of clients{reason}",
+        seen.state, seen.weight
+    )
+}
+
+/// The plan is done: `active = NAME`, `[canary]` removed, one reload, confirmed.
+fn promote(path: &Path, name: &str, file: &str) -> Result<String, CanaryError> {
+    let edit_err = |reason| CanaryError::Edit {
+        file: file.to_owned(),
+        reason,
+    };
+    let original = read(path)?;
+    let edited = without_canary(&original).map_err(edit_err)?;
+    let edited = set_active(&edited, name).map_err(edit_err)?;
+    let next = config::parse(path, &edited)?;
+    let before = report(&next).map_or(0, |r| r.generation);
+    let signalled_at = super::running::unix_now();
+    apply(path, &next, &edited, file)?;
+    let r = await_switch(&next, name, before + 1, signalled_at).map_err(|reason| {
+        CanaryError::Switch(SwitchError::Refused {
+            name: name.to_owned(),
+            reason,
+            file: file.to_owned(),
+        })
+    })?;
+    Ok(format!(
+        "canary {name} complete: {name} is active, [canary] removed from {file} (generation {})",
+        r.generation
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_written_and_removed_keeping_comments() {
+        let text = "# app\nactive = \"blue\" # live\n\n[upstreams]\nblue = \"127.0.0.1:1\"\n";
+        let plan = Plan {
+            steps: vec![10, 50, 100],
+            interval: "30s".into(),
+            max_error_ratio: 0.02,
+            max_p99: Some("800ms".into()),
+        };
+        let with = with_canary(text, "green", &plan).expect("edit");
+        assert!(with.starts_with(text), "{with}");
+        assert!(with.contains("[canary]\nupstream = \"green\"\nsteps = [10, 50, 100]\ninterval = \"30s\"\nmax_error_ratio = 0.02\nmax_p99 = \"800ms\"\n"), "{with}");
+        assert_eq!(without_canary(&with).expect("edit"), text);
+    }
+}

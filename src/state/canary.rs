@@ -1,0 +1,512 @@
+//! A canary's progress: the share of clients it gets now (read on every request that
+//! would go to `active`), where it is in its plan, and the judgement that moves it on or
+//! rolls it back. The controller (`control::canary`) calls `tick`; a reload calls
+//! `configure`. The daemon never edits the file: a finished or rolled-back canary stays as
+//! it is until the file changes.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Canary, Config};
+use crate::state::metrics::Figures;
+
+/// Where a canary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Following `steps`: the weight rises after each interval without a breach.
+    Running,
+    /// No steps: the weight is held as configured, and still judged.
+    Holding,
+    /// The last step was held for one interval without a breach; the weight stays there
+    /// until an operator promotes the canary (`switch`, or the `canary` command does).
+    Complete,
+    /// A figure breached its bound: the weight is 0 until the file changes.
+    RolledBack,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::Running,
+        Phase::Holding,
+        Phase::Complete,
+        Phase::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Holding => "holding",
+            Phase::Complete => "complete",
+            Phase::RolledBack => "rolled back",
+        }
+    }
+}
+
+/// What `/status` and `/metrics` show of the canary.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub upstream: String,
+    pub weight: u8,
+    /// 1-based position in `steps`; `None` without steps.
+    pub step: Option<usize>,
+    pub steps: Vec<u8>,
+    pub phase: Phase,
+    /// Why it was rolled back, or why the current interval is being extended.
+    pub reason: Option<String>,
+    pub since: SystemTime,
+    /// The canary's figures over the interval so far.
+    pub window: Figures,
+}
+
+/// What a tick or a reload changed, to be logged once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started { weight: u8 },
+    Advanced { step: usize, weight: u8 },
+    Completed { weight: u8 },
+    Extended { requests: u64, needed: u64 },
+    RolledBack { reason: String },
+}
+
+/// The judgement of one interval's figures.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// A bound was crossed: roll back, for this reason.
+    Breach(String),
+    /// The interval is over with enough requests and no breach.
+    Pass,
+    /// The interval is over with too few requests to judge.
+    TooFew { requests: u64, needed: u64 },
+    /// Still within the interval.
+    Wait,
+}
+
+/// Requests an interval needs before its figures are judged: at least 20, and enough
+/// that one error more or less cannot swing the ratio past `max_error_ratio` by itself.
+pub fn needed_requests(canary: &Canary) -> u64 {
+    let by_ratio = match canary.max_error_ratio {
+        r if r > 0.0 => (1.0 / r).ceil() as u64,
+        _ => 100,
+    };
+    by_ratio.clamp(20, 1000)
+}
+
+fn judge(canary: &Canary, window: &Figures, elapsed: Duration) -> Verdict {
+    let needed = needed_requests(canary);
+    if window.requests >= needed {
+        let ratio = window.error_ratio();
+        if ratio > canary.max_error_ratio {
+            return Verdict::Breach(format!(
+                "error ratio {:.2} % over the limit of {:.2} % ({} errors in {} requests)",
+                ratio * 100.0,
+                canary.max_error_ratio * 100.0,
+                window.errors,
+                window.requests
+            ));
+        }
+        if let Some(max) = canary.max_p99 {
+            match window.quantile(0.99) {
+                Some(p99) if p99 <= max => {}
+                p99 => {
+                    let p99 = p99.map_or("over 10s".to_owned(), |d| format!("{d:.3?}"));
+                    return Verdict::Breach(format!(
+                        "p99 latency {p99} over the limit of {max:?} ({} requests)",
+                        window.requests
+                    ));
+                }
+            }
+        }
+    }
+    match (elapsed >= canary.interval, window.requests >= needed) {
+        (false, _) => Verdict::Wait,
+        (true, true) => Verdict::Pass,
+        (true, false) => Verdict::TooFew {
+            requests: window.requests,
+            needed,
+        },
+    }
+}
+
+/// One canary's run through its plan.
+struct Run {
+    canary: Canary,
+    /// The file's digest when the run started or last moved on: a rolled-back run restarts
+    /// only when the file has changed since.
+    file_digest: String,
+    step: usize,
+    phase: Phase,
+    reason: Option<String>,
+    since: SystemTime,
+    window_start: Instant,
+    /// The canary's figures when the interval began.
+    base: Figures,
+    last: Figures,
+}
+
+impl Run {
+    fn start(canary: &Canary, digest: &str, figures: Figures) -> Self {
+        Run {
+            canary: canary.clone(),
+            file_digest: digest.to_owned(),
+            step: 0,
+            phase: match canary.steps.is_empty() {
+                true => Phase::Holding,
+                false => Phase::Running,
+            },
+            reason: None,
+            since: SystemTime::now(),
+            window_start: Instant::now(),
+            base: figures.clone(),
+            last: figures,
+        }
+    }
+
+    fn weight(&self) -> u8 {
+        match self.phase {
+            Phase::RolledBack => 0,
+            _ => self
+                .canary
+                .steps
+                .get(self.step)
+                .copied()
+                .unwrap_or(self.canary.weight),
+        }
+    }
+
+    fn new_interval(&mut self, figures: Figures, now: Instant) {
+        self.window_start = now;
+        self.base = figures;
+        self.reason = None;
+    }
+
+    fn tick(&mut self, figures: Figures, canary_down: bool, now: Instant) -> Option<Event> {
+        self.last = figures.clone();
+        if self.phase == Phase::RolledBack {
+            return None;
+        }
+        let window = figures.since(&self.base);
+        let verdict = match canary_down {
+            true => Verdict::Breach(format!(
+                "upstream {} is down (health checks)",
+                self.canary.upstream.name
+            )),
+            false => judge(&self.canary, &window, now.duration_since(self.window_start)),
+        };
+        match verdict {
+            Verdict::Wait => None,
+            Verdict::Breach(reason) => {
+                self.phase = Phase::RolledBack;
+                self.reason = Some(reason.clone());
+                self.since = SystemTime::now();
+                Some(Event::RolledBack { reason })
+            }
+            Verdict::TooFew { requests, needed } => {
+                // The interval goes on until it has enough to judge; said once.
+                let first = self.reason.is_none();
+                self.reason = Some(format!(
+                    "interval extended: {requests} requests so far, {needed} needed to judge"
+                ));
+                first.then_some(Event::Extended { requests, needed })
+            }
+            Verdict::Pass => self.pass(figures, now),
+        }
+    }
+
+    fn pass(&mut self, figures: Figures, now: Instant) -> Option<Event> {
+        self.new_interval(figures, now);
+        match self.phase {
+            Phase::Running if self.step + 1 < self.canary.steps.len() => {
+                self.step += 1;
+                self.since = SystemTime::now();
+                Some(Event::Advanced {
+                    step: self.step + 1,
+                    weight: self.weight(),
+                })
+            }
+            Phase::Running => {
+                self.phase = Phase::Complete;
+                self.since = SystemTime::now();
+                Some(Event::Completed {
+                    weight: self.weight(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            upstream: self.canary.upstream.name.clone(),
+            weight: self.weight(),
+            step: (!self.canary.steps.is_empty()).then_some(self.step + 1),
+            steps: self.canary.steps.clone(),
+            phase: self.phase,
+            reason: self.reason.clone(),
+            since: self.since,
+            window: self.last.since(&self.base),
+        }
+    }
+}
+
+/// The canary of the snapshot in force, if it has one.
+#[derive(Default)]
+pub struct CanaryState {
+    /// The weight requests read: kept apart from the run so the request path takes no lock.
+    weight: AtomicU8,
+    /// Draws for clients without a colour yet.
+    draws: AtomicU64,
+    run: Mutex<Option<Run>>,
+}
+
+impl CanaryState {
+    /// A number from 0 to 99 for a client that has no colour yet. Consecutive draws walk
+    /// all 100 values (stride 37, coprime to 100), so every 100 new clients split exactly
+    /// by the weight, whatever their timing.
+    pub fn draw(&self) -> u8 {
+        let n = self.draws.fetch_add(1, Ordering::Relaxed);
+        ((n.wrapping_mul(37)) % 100) as u8
+    }
+
+    /// Percent of clients the canary gets now (0 without a canary).
+    pub fn weight(&self) -> u8 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Follows a new configuration (before it is swapped in). A run goes on when the new
+    /// `[canary]` is the same table, unless it was rolled back and the file has changed
+    /// since; anything else starts the plan afresh from its first step.
+    pub fn configure(
+        &self,
+        config: &Config,
+        figures: impl FnOnce(&str) -> Figures,
+    ) -> Option<Event> {
+        let Ok(mut run) = self.run.lock() else {
+            return None;
+        };
+        let Some(canary) = &config.canary else {
+            *run = None;
+            self.weight.store(0, Ordering::Relaxed);
+            return None;
+        };
+        let keep = run.as_ref().is_some_and(|r| {
+            r.canary == *canary && (r.phase != Phase::RolledBack || r.file_digest == config.digest)
+        });
+        let event = match keep {
+            true => None,
+            false => {
+                let started = Run::start(canary, &config.digest, figures(&canary.upstream.name));
+                let weight = started.weight();
+                *run = Some(started);
+                Some(Event::Started { weight })
+            }
+        };
+        if let Some(r) = run.as_mut() {
+            r.file_digest = config.digest.clone();
+            self.weight.store(r.weight(), Ordering::Relaxed);
+        }
+        event
+    }
+
+    /// Judges the figures so far; moves the plan on or rolls it back.
+    pub fn tick(&self, figures: Figures, canary_down: bool, now: Instant) -> Option<Event> {
+        let mut run = self.run.lock().ok()?;
+        let r = run.as_mut()?;
+        let event = r.tick(figures, canary_down, now);
+        self.weight.store(r.weight(), Ordering::Relaxed);
+        event
+    }
+
+    pub fn progress(&self) -> Option<Progress> {
+        self.run.lock().ok()?.as_ref().map(Run::progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn config(canary: &str) -> Config {
+        let text = format!(
+            "active = \"blue\"\n[upstreams]\nblue = \"127.0.0.1:9\"\n\
+             green = {{ url = \"127.0.0.1:9\", health = \"/healthz\" }}\n[canary]\n{canary}"
+        );
+        config::parse(std::path::Path::new("/tmp/switchyard.toml"), &text).expect("config")
+    }
+
+    /// `requests` answered in 1 ms, `errors` of them 5xx.
+    fn figures(requests: u64, errors: u64) -> Figures {
+        let mut f = Figures {
+            requests,
+            errors,
+            ..Figures::default()
+        };
+        f.buckets[0] = requests;
+        f
+    }
+
+    #[test]
+    fn a_healthy_plan_steps_up_each_interval_and_completes() {
+        let cfg = config("upstream = \"green\"\nsteps = [10, 50, 100]\ninterval = \"10s\"");
+        let state = CanaryState::default();
+        let start = Instant::now();
+        assert_eq!(
+            state.configure(&cfg, |_| Figures::default()),
+            Some(Event::Started { weight: 10 })
+        );
+        assert_eq!(state.weight(), 10);
+        assert_eq!(
+            state.tick(figures(200, 0), false, start + Duration::from_secs(5)),
+            None
+        );
+        let event = state.tick(figures(400, 1), false, start + Duration::from_secs(11));
+        assert_eq!(
+            event,
+            Some(Event::Advanced {
+                step: 2,
+                weight: 50
+            })
+        );
+        let event = state.tick(figures(900, 2), false, start + Duration::from_secs(22));
+        assert_eq!(
+            event,
+            Some(Event::Advanced {
+                step: 3,
+                weight: 100
+            })
+        );
+        let event = state.tick(figures(2000, 3), false, start + Duration::from_secs(33));
+        assert_eq!(event, Some(Event::Completed { weight: 100 }));
+        let progress = state.progress().expect("progress");
+        assert_eq!(
+            (progress.phase, progress.weight, progress.step),
+            (Phase::Complete, 100, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_breach_rolls_back_at_once_and_stays_until_the_file_changes() {
+        let cfg = config(
+            "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"60s\"\nmax_error_ratio = 0.05",
+        );
+        let state = CanaryState::default();
+        let start = Instant::now();
+        state.configure(&cfg, |_| figures(1000, 0));
+        // 20 % errors, judged as soon as there are enough requests, not at the interval's end.
+        let event = state.tick(figures(1100, 20), false, start + Duration::from_secs(1));
+        match event {
+            Some(Event::RolledBack { reason }) => {
+                assert!(reason.contains("error ratio 20.00 %"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(state.weight(), 0);
+        // The same file reloaded: still rolled back.
+        assert_eq!(state.configure(&cfg, |_| Figures::default()), None);
+        assert_eq!(state.weight(), 0);
+        // Any change of the file starts the plan again.
+        let mut changed = config(
+            "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"60s\"\nmax_error_ratio = 0.05",
+        );
+        changed.digest = "another".into();
+        assert_eq!(
+            state.configure(&changed, |_| Figures::default()),
+            Some(Event::Started { weight: 10 })
+        );
+    }
+
+    #[test]
+    fn a_reload_with_the_same_table_keeps_the_progress() {
+        let cfg = config("upstream = \"green\"\nsteps = [10, 50]\ninterval = \"10s\"");
+        let state = CanaryState::default();
+        let start = Instant::now();
+        state.configure(&cfg, |_| Figures::default());
+        state.tick(figures(100, 0), false, start + Duration::from_secs(11));
+        assert_eq!(state.weight(), 50);
+        let mut edited = config("upstream = \"green\"\nsteps = [10, 50]\ninterval = \"10s\"");
+        edited.digest = "other edit".into();
+        assert_eq!(state.configure(&edited, |_| Figures::default()), None);
+        assert_eq!(state.weight(), 50);
+        let other = config("upstream = \"green\"\nsteps = [5, 50]\ninterval = \"10s\"");
+        assert_eq!(
+            state.configure(&other, |_| Figures::default()),
+            Some(Event::Started { weight: 5 })
+        );
+    }
+
+    #[test]
+    fn too_few_requests_extend_the_interval_and_say_so_once() {
+        let cfg = config(
+            "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"10s\"\nmax_error_ratio = 0.01",
+        );
+        let state = CanaryState::default();
+        let start = Instant::now();
+        state.configure(&cfg, |_| Figures::default());
+        let event = state.tick(figures(30, 0), false, start + Duration::from_secs(11));
+        assert_eq!(
+            event,
+            Some(Event::Extended {
+                requests: 30,
+                needed: 100
+            })
+        );
+        assert_eq!(
+            state.tick(figures(60, 0), false, start + Duration::from_secs(12)),
+            None
+        );
+        let reason = state.progress().and_then(|p| p.reason).unwrap_or_default();
+        assert!(
+            reason.contains("60 requests so far, 100 needed"),
+            "{reason}"
+        );
+        let event = state.tick(figures(100, 0), false, start + Duration::from_secs(13));
+        assert_eq!(
+            event,
+            Some(Event::Advanced {
+                step: 2,
+                weight: 50
+            })
+        );
+    }
+
+    #[test]
+    fn slow_answers_and_a_down_canary_are_breaches() {
+        let cfg = config(
+            "upstream = \"green\"\nweight = 20\nmax_p99 = \"200ms\"\nmax_error_ratio = 0.05",
+        );
+        let state = CanaryState::default();
+        let start = Instant::now();
+        state.configure(&cfg, |_| Figures::default());
+        assert_eq!(state.progress().map(|p| p.phase), Some(Phase::Holding));
+        let mut slow = figures(100, 0);
+        slow.buckets[0] = 90;
+        slow.buckets[8] = 10; // 250-500 ms
+        match state.tick(slow, false, start + Duration::from_secs(1)) {
+            Some(Event::RolledBack { reason }) => {
+                assert!(reason.contains("p99 latency"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let cfg = config("upstream = \"green\"\nweight = 20");
+        let state = CanaryState::default();
+        state.configure(&cfg, |_| Figures::default());
+        match state.tick(Figures::default(), true, start) {
+            Some(Event::RolledBack { reason }) => assert!(reason.contains("is down"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let mut f = figures(100, 0);
+        f.buckets[0] = 0;
+        f.buckets[6] = 100; // 50-100 ms
+        let p99 = f.quantile(0.99).expect("p99");
+        assert!(
+            p99 > Duration::from_millis(98) && p99 <= Duration::from_millis(100),
+            "{p99:?}"
+        );
+        assert_eq!(Figures::default().quantile(0.99), None);
+    }
+}
