@@ -351,3 +351,78 @@ fn bundled_configs_are_valid() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("1: path /grafana/ -> grafana"), "{stdout}");
 }
+
+#[test]
+fn canary_tables_are_checked_key_by_key() {
+    let base = "active = \"blue\"\n[upstreams]\nblue = \"127.0.0.1:1\"\ngreen = { url = \"http://127.0.0.1:2\", health = \"/health\" }\nplain = \"127.0.0.1:3\"\n[canary]\n";
+    assert_error_at(
+        &format!("{base}upstream = \"purple\"\n"),
+        7,
+        12,
+        "canary.upstream = \"purple\" names no upstream",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"blue\"\n"),
+        7,
+        12,
+        "is the active upstream",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"plain\"\n"),
+        7,
+        12,
+        "has no health path",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nweight = 120\n"),
+        8,
+        10,
+        "canary.weight must be a percentage",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nsteps = [10, 50, 25]\n"),
+        8,
+        18,
+        "canary.steps must rise",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nsteps = [0, 50]\n"),
+        8,
+        10,
+        "canary.steps must rise",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nweight = 5\nsteps = [10, 50]\n"),
+        8,
+        10,
+        "the plan starts at its first step",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\ninterval = \"0s\"\n"),
+        8,
+        12,
+        "canary.interval must be above zero",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nmax_error_ratio = 1.5\n"),
+        8,
+        19,
+        "canary.max_error_ratio is a fraction",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\naffinity = \"session\"\n"),
+        8,
+        12,
+        "unknown variant `session`",
+    );
+    assert_error_at(
+        &format!("{base}upstream = \"green\"\nwieght = 10\n"),
+        8,
+        1,
+        "unknown field `wieght`",
+    );
+    // A good one, and what `check` says of it.
+    let (code, stdout, stderr) = check(&format!("{base}upstream = \"green\"\nsteps = [10, 50, 100]\ninterval = \"30s\"\nmax_p99 = \"800ms\"\naffinity = \"client-ip\"\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("canary:    green (steps [10, 50, 100] %, every 30s; errors <= 1 %, p99 <= 800ms; affinity client-ip)"), "{stdout}");
+}

@@ -198,3 +198,13 @@ pub enum Affinity {
     /// Every request drawn anew.
     None,
 }
+
+impl Affinity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affinity::Cookie => "cookie",
+            Affinity::ClientIp => "client-ip",
+            Affinity::None => "none",
+        }
+    }
+}

@@ -72,11 +72,11 @@ pub fn summary(c: &Config) -> String {
             .map_or(String::new(), |d| format!(", p99 <= {d:?}"));
         let _ = writeln!(
             s,
-            "  canary:    {} ({plan}, every {:?}; errors <= {} %{p99}; affinity {:?})",
+            "  canary:    {} ({plan}, every {:?}; errors <= {} %{p99}; affinity {})",
             canary.upstream.name,
             canary.interval,
             canary.max_error_ratio * 100.0,
-            canary.affinity
+            canary.affinity.as_str()
         );
     }
     for w in &c.warnings {

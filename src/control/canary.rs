@@ -10,28 +10,23 @@ use crate::config::{Affinity, Config};
 use crate::state::canary::Event;
 use crate::state::snapshot::{PreviousColour, Shared, Snapshot};
 
-/// How often the figures are looked at: often enough that a breach rolls back within a
-/// fraction of an interval, rarely enough to cost nothing (a scrape of the counters).
-fn tick(interval: Duration) -> Duration {
-    (interval / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
-}
+/// How often the figures are looked at: a breach is acted on as soon as an interval has
+/// enough requests to judge, not at the interval's end, so the bad colour's clients see
+/// errors for at most this long once that many came. Each look adds up a few counters.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Judges the canary of the snapshot in force until the process ends.
 pub async fn run(shared: Arc<Shared>) {
     loop {
         let snap = shared.load();
-        let pause = match &snap.config.canary {
-            None => Duration::from_secs(1),
-            Some(canary) => {
-                let figures = shared.metrics.figures(&canary.upstream.name);
-                let down = shared.health.is_down(&canary.upstream);
-                if let Some(event) = shared.canary.tick(figures, down, Instant::now()) {
-                    log(&canary.upstream.name, &event);
-                }
-                tick(canary.interval)
+        if let Some(canary) = &snap.config.canary {
+            let figures = shared.metrics.figures(&canary.upstream.name);
+            let down = shared.health.is_down(&canary.upstream);
+            if let Some(event) = shared.canary.tick(figures, down, Instant::now()) {
+                log(&canary.upstream.name, &event);
             }
-        };
-        tokio::time::sleep(pause).await;
+        }
+        tokio::time::sleep(TICK).await;
     }
 }
 
