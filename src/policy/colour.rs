@@ -91,7 +91,11 @@ fn split<'a>(
             if cookie == Some(canary.upstream.name.as_str()) && weight > 0 {
                 return Colour::plain(&canary.upstream);
             }
-            if cookie == Some(active.name.as_str()) && weight < 100 {
+            // At 100 % `active` has left the split; its cookie holders still get one
+            // interval on it, as after a switch, while it is healthy.
+            let keeps_active = weight < 100
+                || (shared.canary.active_keeps_its_clients() && !shared.health.is_down(active));
+            if cookie == Some(active.name.as_str()) && keeps_active {
                 return Colour::plain(active);
             }
             let upstream = pick(shared.canary.draw());

@@ -81,6 +81,11 @@ pub async fn exercised_daemon() -> Exercised {
         .extra("[proxy]\nresponse_timeout = \"300ms\"\n")
         .extra("[[routes]]\npath_prefix = \"/dead/\"\nupstream = \"dead\"\n")
         .extra("[[routes]]\npath_prefix = \"/failing/\"\nupstream = \"failing\"\n")
+        // A canary that gets no clients: its weight and state are exported all the same.
+        .extra(&format!(
+            "[upstreams.next]\nurl = \"http://{}\"\nhealth = \"/health\"\n[canary]\nupstream = \"next\"\nweight = 0\n",
+            app.addr
+        ))
         .build();
     let daemon = Daemon::start_in(dir, &conf);
     let addr = daemon.addr;
