@@ -7,6 +7,11 @@
 //! (this function does not rely on hyper refusing raw control bytes in a request line: the
 //! own HTTP/1.1 path is another way in); dotfiles are hidden except under
 //! `/.well-known/`. Symlinks are checked after resolution, in `lookup`.
+//!
+//! `request_checks` refuses dot segments for every request before routing, so that no
+//! route can be reached through one; this module does not count on that. It is the
+//! filesystem's own guarantee, complete by itself and fuzzed by itself (`path_resolution`),
+//! so that a change to the request checks can never open the web root.
 
 use std::borrow::Cow;
 
