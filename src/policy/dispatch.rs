@@ -135,8 +135,9 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
                 RouteUpstream::Named(upstream) => Colour::named(upstream),
             };
             let served = Served::proxied(RouteKind::Route, colour.upstream);
-            let response = ctx.proxy(req, colour.upstream, strip).await;
-            Answer::new(with_cookie(response, colour.set_cookie), served)
+            let mut response = ctx.proxy(req, colour.upstream, strip).await;
+            keep_colour(&mut response, colour.set_cookie);
+            Answer::new(response, served)
         }
         Decision::Local => {
             // The web root first, then `fallback` (inline, so the request is not moved into
@@ -157,8 +158,9 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
                 Fallback::Upstream => {
                     let colour = ctx.colour(&req);
                     let served = Served::proxied(RouteKind::Fallback, colour.upstream);
-                    let response = ctx.proxy(req, colour.upstream, None).await;
-                    return Answer::new(with_cookie(response, colour.set_cookie), served);
+                    let mut response = ctx.proxy(req, colour.upstream, None).await;
+                    keep_colour(&mut response, colour.set_cookie);
+                    return Answer::new(response, served);
                 }
                 Fallback::Index if is_page_request(&req) => {
                     match static_files::serve_index(&req, snap, &ctx.worker.files).await {
@@ -174,17 +176,11 @@ pub async fn handle<'a>(mut req: Request<ClientBody>, ctx: &DispatchContext<'a>)
     }
 }
 
-/// Keeps the client on its colour: the cookie goes on any answer the upstream gave.
-fn with_cookie(
-    response: Result<Response<Body>, RequestError>,
-    cookie: Option<HeaderValue>,
-) -> Result<Response<Body>, RequestError> {
-    match (response, cookie) {
-        (Ok(mut res), Some(cookie)) => {
-            res.headers_mut().append(header::SET_COOKIE, cookie);
-            Ok(res)
-        }
-        (response, _) => response,
+/// Keeps the client on its colour: the cookie goes on any answer the upstream gave (in
+/// place: the response is not moved for the common case of no cookie).
+fn keep_colour(response: &mut Result<Response<Body>, RequestError>, cookie: Option<HeaderValue>) {
+    if let (Ok(res), Some(cookie)) = (response, cookie) {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
     }
 }
 
