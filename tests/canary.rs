@@ -628,3 +628,40 @@ async fn switching_to_the_canary_promotes_it() {
     assert_eq!(canary_status(admin).await, serde_json::Value::Null);
     assert_eq!(fetch(d.addr, "/").await.header("x-colour"), Some("green"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_other_edits_keeps_the_plan_where_it_is() {
+    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    let admin = dead_addr();
+    let dir = scratch();
+    let text = config(&blue, &green, admin, dir.path(), "[canary]\nupstream = \"green\"\nsteps = [20, 60, 90]\ninterval = \"1s\"\nmax_error_ratio = 0.5\n");
+    let mut d = Daemon::start_in(dir, &text);
+    d.wait_for_log("canary green: started at 20 %", Duration::from_secs(5));
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while canary_status(admin).await["step"] != 2 {
+        assert!(Instant::now() < deadline, "no second step");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another edit: the idle timeout. [canary] is the same table.
+    let edited = text.replace("[server]\n", "[server]\nidle_timeout = \"90s\"\n");
+    std::fs::write(&d.config, edited).expect("write");
+    d.reload();
+    let canary = canary_status(admin).await;
+    assert!(canary["step"] == 2 || canary["step"] == 3, "{canary}");
+    assert_ne!(canary["weight"], 20, "{canary}");
+    // A changed [canary] starts its plan afresh.
+    let changed = text.replace("steps = [20, 60, 90]", "steps = [10, 60, 90]");
+    std::fs::write(&d.config, changed).expect("write");
+    d.reload();
+    let canary = canary_status(admin).await;
+    assert_eq!(
+        (canary["step"].as_u64(), canary["weight"].as_u64()),
+        (Some(1), Some(10)),
+        "{canary}"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let tally = running.await.expect("load");
+    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+}
