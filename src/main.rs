@@ -73,15 +73,19 @@ enum Command {
     },
 }
 
-/// `1%` or `0.01`.
+/// `1%` or `0.01`. A bare number must be a fraction below 1: `1` is far more likely a
+/// percent without its sign than "roll back only when every request fails".
 fn parse_ratio(text: &str) -> Result<f64, String> {
     let (number, scale) = match text.strip_suffix('%') {
         Some(percent) => (percent, 100.0),
         None => (text, 1.0),
     };
     match number.trim().parse::<f64>() {
-        Ok(n) if (0.0..=scale).contains(&n) => Ok(n / scale),
-        _ => Err(format!("{text:?} is not a ratio like 1% or 0.01")),
+        Ok(n) if scale == 100.0 && (0.0..=100.0).contains(&n) => Ok(n / 100.0),
+        Ok(n) if scale == 1.0 && (0.0..1.0).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not an error ratio: a percentage from 0% to 100% (1%) or a fraction below 1 (0.01)"
+        )),
     }
 }
 

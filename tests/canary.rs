@@ -425,13 +425,22 @@ async fn a_session_begun_before_a_switch_finishes_on_its_colour() {
         req.body(Full::new(Bytes::new())).expect("request")
     };
 
-    // The switch: green active, [canary] gone.
-    let switched = std::fs::read_to_string(&d.config)
-        .expect("config")
-        .replacen("active = \"blue\"", "active = \"green\"", 1);
-    let switched = switched[..switched.find("[canary]").expect("canary")].to_owned();
-    std::fs::write(&d.config, switched).expect("write");
-    d.reload();
+    // The switch, as an operator runs it: the 0 % canary moves to the colour now idle.
+    let path = d.config.to_str().expect("path").to_owned();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_bounded(&["switch", "green", "--config", &path]))
+            .await
+            .expect("switch");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("[canary] at 0 % now names blue"),
+        "{stdout}"
+    );
+    let file = std::fs::read_to_string(&d.config).expect("config");
+    assert!(
+        file.contains("active = \"green\"") && file.contains("[canary]\nupstream = \"blue\""),
+        "{file}"
+    );
     let status = fetch(admin, "/status").await.json();
     assert_eq!(status["active"], "green");
     assert_eq!(status["previous"]["upstream"], "blue", "{status}");
@@ -564,6 +573,34 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
     assert!(tally.failed.is_empty(), "{:?}", tally.failed);
     d.wait_for_log("reload ok", Duration::from_secs(5));
     assert_eq!(canary_status(admin).await, serde_json::Value::Null);
+
+    // Bad plans are refused by their flag, before anything is written.
+    let before = std::fs::read_to_string(&d.config).expect("config");
+    for (args, needle) in [
+        (vec!["--steps", "50,10"], "--steps: [50, 10] must rise"),
+        (
+            vec!["--interval", "0s"],
+            "--interval: \"0s\" must be above zero",
+        ),
+        (vec!["--max-p99", "soon"], "--max-p99"),
+    ] {
+        let mut all = vec!["canary", "green", "--config", &path];
+        all.extend(args);
+        let (code, _, stderr) = run_bounded(&all);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    let (code, _, stderr) = run_bounded(&[
+        "canary",
+        "green",
+        "--config",
+        &path,
+        "--max-error-ratio",
+        "1",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("a fraction below 1"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&d.config).expect("config"), before);
 
     // --no-wait starts one and returns; --abort takes it out again.
     let (code, stdout, stderr) = run_bounded(&[

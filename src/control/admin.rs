@@ -108,9 +108,11 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "upstreams": upstreams,
         "last_reload": last_reload,
         "canary": shared.canary.progress().map(|p| canary_json(&p)),
-        "previous": snap.previous.as_ref().map(|p| serde_json::json!({
+        "previous": snap.previous.as_ref().filter(|p| Instant::now() < p.until).map(|p| serde_json::json!({
             "upstream": p.upstream.name,
             "seconds_left": p.until.saturating_duration_since(Instant::now()).as_secs_f64(),
+            // Kept only while its health checks pass: down, its cookie holders move now.
+            "up": !shared.health.is_down(&p.upstream),
         })),
     })
 }

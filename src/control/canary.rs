@@ -74,7 +74,7 @@ fn log(upstream: &str, event: &Event) {
             "canary {upstream}: interval extended, {requests} requests so far and {needed} needed to judge"
         ),
         Event::RolledBack { reason } => tracing::error!(
-            "canary {upstream}: rolled back to 0 % of clients: {reason}; it stays at 0 until the configuration file changes"
+            "canary {upstream}: rolled back to 0 % of clients: {reason}; it stays at 0 until [canary] changes (`switchyard canary --abort` removes it)"
         ),
     }
 }

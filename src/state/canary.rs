@@ -2,7 +2,7 @@
 //! would go to `active`), where it is in its plan, and the judgement that moves it on or
 //! rolls it back. The controller (`control::canary`) calls `tick`; a reload calls
 //! `configure`. The daemon never edits the file: a finished or rolled-back canary stays as
-//! it is until the file changes.
+//! it is until its `[canary]` table changes (or goes).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ pub enum Phase {
     /// The last step was held for one interval without a breach; the weight stays there
     /// until an operator promotes the canary (`switch`, or the `canary` command does).
     Complete,
-    /// A figure breached its bound: the weight is 0 until the file changes.
+    /// A figure breached its bound: the weight is 0 until `[canary]` changes.
     RolledBack,
 }
 
@@ -73,9 +73,6 @@ pub enum Event {
 /// One canary's run through its plan.
 struct Run {
     canary: Canary,
-    /// The file's digest when the run started or last moved on: a rolled-back run restarts
-    /// only when the file has changed since.
-    file_digest: String,
     step: usize,
     phase: Phase,
     reason: Option<String>,
@@ -90,10 +87,9 @@ struct Run {
 }
 
 impl Run {
-    fn start(canary: &Canary, digest: &str, figures: Figures) -> Self {
+    fn start(canary: &Canary, figures: Figures) -> Self {
         Run {
             canary: canary.clone(),
-            file_digest: digest.to_owned(),
             step: 0,
             phase: match canary.steps.is_empty() {
                 true => Phase::Holding,
@@ -144,7 +140,9 @@ impl Run {
             return None;
         }
         let window = figures.since(&self.base);
-        let verdict = match canary_down {
+        // A canary that gets no clients has nothing to break: at weight 0 it is a marker
+        // for cookie affinity (its idle colour may well be stopped).
+        let verdict = match canary_down && self.weight() > 0 {
             true => Verdict::Breach(format!(
                 "upstream {} is down (health checks)",
                 self.canary.upstream.name
@@ -232,9 +230,9 @@ impl CanaryState {
         self.weight.load(Ordering::Relaxed)
     }
 
-    /// Follows a new configuration (before it is swapped in). A run goes on when the new
-    /// `[canary]` is the same table, unless it was rolled back and the file has changed
-    /// since; anything else starts the plan afresh from its first step.
+    /// Follows a new configuration (before it is swapped in). A run goes on, rolled back
+    /// or not, while `[canary]` is the same table (other edits and plain reloads change
+    /// nothing); a changed or new table starts the plan afresh from its first step.
     pub fn configure(
         &self,
         config: &Config,
@@ -248,20 +246,17 @@ impl CanaryState {
             self.weight.store(0, Ordering::Relaxed);
             return None;
         };
-        let keep = run.as_ref().is_some_and(|r| {
-            r.canary == *canary && (r.phase != Phase::RolledBack || r.file_digest == config.digest)
-        });
+        let keep = run.as_ref().is_some_and(|r| r.canary == *canary);
         let event = match keep {
             true => None,
             false => {
-                let started = Run::start(canary, &config.digest, figures(&canary.upstream.name));
+                let started = Run::start(canary, figures(&canary.upstream.name));
                 let weight = started.weight();
                 *run = Some(started);
                 Some(Event::Started { weight })
             }
         };
-        if let Some(r) = run.as_mut() {
-            r.file_digest = config.digest.clone();
+        if let Some(r) = run.as_ref() {
             self.weight.store(r.weight(), Ordering::Relaxed);
         }
         event

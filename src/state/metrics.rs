@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::http::upstream::failure::UpstreamFailure;
+use crate::state::latency;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -68,6 +69,8 @@ struct Series {
     classes: [u64; CLASSES],
     /// Per bucket, not cumulative; above the last bound only the total (`count`) grows.
     buckets: [u64; BUCKETS.len()],
+    /// The same latencies, finely (`latency`): what a canary's p99 is read from.
+    fine: Box<[u64; latency::LEN]>,
     sum_us: u64,
     failures: [u64; UpstreamFailure::ALL.len()],
 }
@@ -79,6 +82,7 @@ impl Series {
             upstream: upstream.to_owned(),
             classes: [0; CLASSES],
             buckets: [0; BUCKETS.len()],
+            fine: Box::new([0; latency::LEN]),
             sum_us: 0,
             failures: [0; UpstreamFailure::ALL.len()],
         }
@@ -91,6 +95,7 @@ impl Series {
     fn add(&mut self, other: &Series) {
         let pairs = self.classes.iter_mut().zip(&other.classes);
         let pairs = pairs.chain(self.buckets.iter_mut().zip(&other.buckets));
+        let pairs = pairs.chain(self.fine.iter_mut().zip(other.fine.iter()));
         let pairs = pairs.chain(self.failures.iter_mut().zip(&other.failures));
         for (mine, theirs) in pairs {
             *mine += theirs;
@@ -115,21 +120,21 @@ pub struct Figures {
     pub requests: u64,
     /// 5xx answers, plus answers whose body the upstream cut short.
     pub errors: u64,
-    /// Per latency bucket (`BUCKETS`), not cumulative.
-    pub buckets: [u64; BUCKETS.len()],
+    /// Per fine latency bucket (`latency`), not cumulative.
+    pub latency: Vec<u64>,
 }
 
 impl Figures {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Figures) -> Figures {
-        let mut buckets = self.buckets;
-        for (b, e) in buckets.iter_mut().zip(&earlier.buckets) {
+        let mut latency = self.latency.clone();
+        for (b, e) in latency.iter_mut().zip(&earlier.latency) {
             *b = b.saturating_sub(*e);
         }
         Figures {
             requests: self.requests.saturating_sub(earlier.requests),
             errors: self.errors.saturating_sub(earlier.errors),
-            buckets,
+            latency,
         }
     }
 
@@ -140,24 +145,24 @@ impl Figures {
         }
     }
 
-    /// The `q` quantile of latency, interpolated within its bucket as Prometheus's
-    /// `histogram_quantile` does; `None` without requests, or when it lies above the last
-    /// bucket (over 10 s).
+    /// The `q` quantile of latency, interpolated within its fine bucket; `None` without
+    /// requests.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.requests == 0 {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
             return None;
         }
-        let rank = q * self.requests as f64;
+        let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut below = 0.0;
-        let mut lower = 0.0;
-        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+        for (i, n) in self.latency.iter().enumerate().filter(|(_, n)| **n > 0) {
             let n = *n as f64;
-            if below + n >= rank && n > 0.0 {
-                let within = (rank - below) / n;
-                return Some(Duration::from_secs_f64(lower + (bound - lower) * within));
+            if below + n >= rank {
+                let (low, high) = latency::bounds(i);
+                let within = ((rank - below) / n).clamp(0.0, 1.0);
+                let micros = low as f64 + (high - low) as f64 * within;
+                return Some(Duration::from_secs_f64(micros / 1e6));
             }
             below += n;
-            lower = *bound;
         }
         None
     }
@@ -167,7 +172,10 @@ impl Metrics {
     /// `upstream`'s figures so far, added up over every worker and route kind.
     pub fn figures(&self, upstream: &str) -> Figures {
         let shards: Vec<Arc<Shard>> = self.shards.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut figures = Figures::default();
+        let mut figures = Figures {
+            latency: vec![0; latency::LEN],
+            ..Figures::default()
+        };
         for shard in shards {
             let Ok(series) = shard.series.lock() else {
                 continue;
@@ -175,7 +183,7 @@ impl Metrics {
             for s in series.iter().filter(|s| s.upstream == upstream) {
                 figures.requests += s.count();
                 figures.errors += s.classes[5] + s.failures[UpstreamFailure::Truncated.index()];
-                for (total, n) in figures.buckets.iter_mut().zip(&s.buckets) {
+                for (total, n) in figures.latency.iter_mut().zip(s.fine.iter()) {
                     *total += n;
                 }
             }
@@ -214,6 +222,7 @@ impl Shard {
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             s.buckets[i] += 1;
         }
+        s.fine[latency::index(sample.took.as_micros() as u64)] += 1;
         s.sum_us += sample.took.as_micros() as u64;
         if let (Some(failure), false) = (sample.failure, upstream.is_empty()) {
             s.failures[failure.index()] += 1;

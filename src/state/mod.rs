@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod canary;
 pub mod judgement;
+pub mod latency;
 pub mod metrics;
 pub mod snapshot;
 pub mod upstream_health;

@@ -27,6 +27,8 @@ pub enum CanaryError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Switch(#[from] SwitchError),
+    #[error("{0}")]
+    Plan(String),
     #[error("{file}: cannot edit: {reason}")]
     Edit { file: String, reason: String },
     #[error("server.admin_listen is not set in {0}: the canary is followed on the admin /status endpoint (or use --no-wait)")]
@@ -61,7 +63,18 @@ pub fn run(
     say: &mut dyn FnMut(String),
 ) -> Result<String, CanaryError> {
     let file = path.display().to_string();
-    let original = read(path)?;
+    check_plan(plan)?;
+    let mut original = read(path)?;
+    if let Some(old) = config::parse(path, &original)?.canary {
+        // A plan always starts at its first step: the canary in the file (running,
+        // complete or rolled back) goes first, with its own reload.
+        say(format!(
+            "removing the canary already in {file} ({}) so that this one starts afresh",
+            old.upstream.name
+        ));
+        abort(path)?;
+        original = read(path)?;
+    }
     let edited = with_canary(&original, name, plan).map_err(|reason| CanaryError::Edit {
         file: file.clone(),
         reason,
@@ -80,6 +93,35 @@ pub fn run(
     follow(path, &next, name, before, say)
 }
 
+/// The plan's own rules, named by their flags (the file's validation would name a line of
+/// a file that is not written yet).
+fn check_plan(plan: &Plan) -> Result<(), CanaryError> {
+    let bad = |flag: &str, why: String| Err(CanaryError::Plan(format!("{flag}: {why}")));
+    let rising = plan.steps.windows(2).all(|w| w[0] < w[1]);
+    if plan.steps.is_empty() || !rising || plan.steps.iter().any(|s| *s == 0 || *s > 100) {
+        return bad(
+            "--steps",
+            format!(
+                "{:?} must rise, each from 1 to 100 (e.g. 5,25,50,100)",
+                plan.steps
+            ),
+        );
+    }
+    for (flag, value) in [
+        ("--interval", Some(&plan.interval)),
+        ("--max-p99", plan.max_p99.as_ref()),
+    ] {
+        if let Some(value) = value {
+            match config::parse_duration(value) {
+                Ok(d) if !d.is_zero() => {}
+                Ok(_) => return bad(flag, format!("{value:?} must be above zero")),
+                Err(e) => return bad(flag, e.to_string()),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes `[canary]` and reloads: every client goes back to `active` at once.
 pub fn abort(path: &Path) -> Result<String, CanaryError> {
     let file = path.display().to_string();
@@ -94,11 +136,36 @@ pub fn abort(path: &Path) -> Result<String, CanaryError> {
         reason,
     })?;
     let next = config::parse(path, &edited)?;
+    let before = report(&next).map(|r| r.generation);
     apply(path, &next, &edited, &file)?;
+    if let Some(before) = before {
+        await_generation(&next, before + 1)?;
+    }
     Ok(format!(
         "canary {name} aborted: [canary] removed from {file}, every client on {}",
         next.active.name
     ))
+}
+
+/// Waits until the daemon reports `generation` or later: the reload has taken.
+fn await_generation(cfg: &Config, generation: u64) -> Result<(), CanaryError> {
+    let deadline = Instant::now() + RELOAD_WAIT;
+    loop {
+        let reported = report(cfg);
+        if reported
+            .as_ref()
+            .is_some_and(|r| r.generation >= generation)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let why = reported
+                .and_then(|r| r.last_reload)
+                .map_or("the daemon did not answer".to_owned(), |l| l.message);
+            return Err(CanaryError::NotApplied(RELOAD_WAIT, why));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn read(path: &Path) -> Result<String, CanaryError> {
@@ -139,6 +206,17 @@ fn with_canary(text: &str, name: &str, plan: &Plan) -> Result<String, String> {
         table.insert("affinity", value(affinity));
     }
     doc.insert("canary", Item::Table(table));
+    Ok(doc.to_string())
+}
+
+/// The file with `[canary]`'s upstream set to `name`, everything else kept.
+pub(super) fn retarget(text: &str, name: &str) -> Result<String, String> {
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    let canary = doc
+        .get_mut("canary")
+        .and_then(Item::as_table_like_mut)
+        .ok_or("no [canary] table")?;
+    canary.insert("upstream", value(name));
     Ok(doc.to_string())
 }
 

@@ -92,11 +92,16 @@ fn render(doc: &Value) -> String {
             .get("seconds_left")
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        out.push_str(&format!(
-            "previous colour: {} keeps its cookie holders for {} more\n",
-            previous.get("upstream").map(text).unwrap_or_default(),
-            ago(left)
-        ));
+        let name = previous.get("upstream").map(text).unwrap_or_default();
+        match previous.get("up").and_then(Value::as_bool) {
+            Some(false) => out.push_str(&format!(
+                "previous colour: {name} is down: its cookie holders go to the active one\n"
+            )),
+            _ => out.push_str(&format!(
+                "previous colour: {name} keeps its cookie holders for {} more\n",
+                ago(left)
+            )),
+        }
     }
     match doc["last_reload"].as_object() {
         Some(r) => {

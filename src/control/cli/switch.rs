@@ -61,13 +61,19 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
         reason,
     };
     let mut edited = set_active(&original, name).map_err(edit_err)?;
-    // Switching to the canary promotes it: the canary of an active upstream means nothing.
-    if current
-        .canary
-        .as_ref()
-        .is_some_and(|c| c.upstream.name == name)
-    {
-        edited = super::canary::without_canary(&edited).map_err(edit_err)?;
+    let mut note = String::new();
+    if let Some(canary) = current.canary.as_ref().filter(|c| c.upstream.name == name) {
+        let previous = &current.active;
+        // A canary at 0 % with no plan only gives out colour cookies: it moves to the
+        // colour now idle, so the next switch keeps sessions too. Any other canary of
+        // the new active upstream is promoted by this switch and goes.
+        if canary.weight == 0 && canary.steps.is_empty() && previous.health.is_some() {
+            edited = super::canary::retarget(&edited, &previous.name).map_err(edit_err)?;
+            note = format!("; [canary] at 0 % now names {}", previous.name);
+        } else {
+            edited = super::canary::without_canary(&edited).map_err(edit_err)?;
+            note = format!("; the canary of {name} is promoted: [canary] removed");
+        }
     }
     let next = config::parse(path, &edited)?;
     let pid = daemon_pid(&next, &file)?;
@@ -80,13 +86,13 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
     }
     if !wait {
         return Ok(format!(
-            "{file}: active = \"{name}\"; sent SIGHUP to {pid} (not waiting)"
+            "{file}: active = \"{name}\"{note}; sent SIGHUP to {pid} (not waiting)"
         ));
     }
     let min_generation = before.as_ref().map_or(0, |b| b.generation + 1);
     match await_switch(&next, name, min_generation, signalled_at) {
         Ok(r) => Ok(format!(
-            "switched to {name}: generation {} (pid {pid})",
+            "switched to {name}: generation {} (pid {pid}){note}",
             r.generation
         )),
         Err(reason) => {

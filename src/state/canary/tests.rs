@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config;
+use crate::state::latency;
 
 fn config(canary: &str) -> Config {
     let text = format!(
@@ -20,7 +21,8 @@ fn figures(requests: u64, errors: u64) -> Figures {
         errors,
         ..Figures::default()
     };
-    f.buckets[0] = requests;
+    f.latency = vec![0; latency::LEN];
+    f.latency[latency::index(1000)] = requests;
     f
 }
 
@@ -81,7 +83,7 @@ fn the_active_colour_keeps_its_clients_one_interval_after_the_weight_reaches_100
 }
 
 #[test]
-fn a_breach_rolls_back_at_once_and_stays_until_the_file_changes() {
+fn a_breach_rolls_back_at_once_and_stays_until_the_canary_table_changes() {
     let cfg = config(
         "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"60s\"\nmax_error_ratio = 0.05",
     );
@@ -100,15 +102,30 @@ fn a_breach_rolls_back_at_once_and_stays_until_the_file_changes() {
     // The same file reloaded: still rolled back.
     assert_eq!(state.configure(&cfg, |_| Figures::default()), None);
     assert_eq!(state.weight(), 0);
-    // Any change of the file starts the plan again.
-    let mut changed = config(
+    // Another edit of the file (the same table): still rolled back.
+    let mut edited = config(
         "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"60s\"\nmax_error_ratio = 0.05",
     );
-    changed.digest = "another".into();
+    edited.digest = "another".into();
+    assert_eq!(state.configure(&edited, |_| Figures::default()), None);
+    assert_eq!(state.weight(), 0);
+    // A changed table starts the plan again.
+    let changed = config(
+        "upstream = \"green\"\nsteps = [10, 50]\ninterval = \"60s\"\nmax_error_ratio = 0.02",
+    );
     assert_eq!(
         state.configure(&changed, |_| Figures::default()),
         Some(Event::Started { weight: 10 })
     );
+}
+
+#[test]
+fn a_canary_at_weight_0_is_not_rolled_back_when_its_colour_is_down() {
+    let cfg = config("upstream = \"green\"\nweight = 0");
+    let state = CanaryState::default();
+    state.configure(&cfg, |_| Figures::default());
+    assert_eq!(state.tick(Figures::default(), true, Instant::now()), None);
+    assert_eq!(state.progress().map(|p| p.phase), Some(Phase::Holding));
 }
 
 #[test]
@@ -174,8 +191,8 @@ fn slow_answers_and_a_down_canary_are_breaches() {
     state.configure(&cfg, |_| Figures::default());
     assert_eq!(state.progress().map(|p| p.phase), Some(Phase::Holding));
     let mut slow = figures(100, 0);
-    slow.buckets[0] = 90;
-    slow.buckets[8] = 10; // 250-500 ms
+    slow.latency[latency::index(1000)] = 90;
+    slow.latency[latency::index(300_000)] = 10;
     match state.tick(slow, false, start + Duration::from_secs(1)) {
         Some(Event::RolledBack { reason }) => {
             assert!(reason.contains("p99 latency"), "{reason}")
@@ -192,14 +209,26 @@ fn slow_answers_and_a_down_canary_are_breaches() {
 }
 
 #[test]
-fn quantiles_interpolate_within_their_bucket() {
-    let mut f = figures(100, 0);
-    f.buckets[0] = 0;
-    f.buckets[6] = 100; // 50-100 ms
+fn quantiles_are_read_within_an_eighth_of_the_truth() {
+    // The outside trial's case: every answer in 50-55 ms, judged against 80 ms.
+    let mut f = figures(0, 0);
+    for ms in 50..55 {
+        f.latency[latency::index(ms * 1000)] += 20;
+    }
+    f.requests = 100;
     let p99 = f.quantile(0.99).expect("p99");
     assert!(
-        p99 > Duration::from_millis(98) && p99 <= Duration::from_millis(100),
+        p99 >= Duration::from_millis(54) && p99 <= Duration::from_millis(62),
         "{p99:?}"
+    );
+    let cfg =
+        config("upstream = \"green\"\nweight = 20\nmax_p99 = \"80ms\"\nmax_error_ratio = 0.05");
+    let state = CanaryState::default();
+    state.configure(&cfg, |_| Figures::default());
+    assert_eq!(
+        state.tick(f, false, Instant::now()),
+        None,
+        "54 ms is not over 80 ms"
     );
     assert_eq!(Figures::default().quantile(0.99), None);
 }
