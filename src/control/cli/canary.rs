@@ -314,7 +314,7 @@ fn describe(name: &str, seen: &Seen, canary: &Value) -> String {
     let reason = seen
         .reason
         .as_ref()
-        .map_or(String::new(), |r| format!(" ({r})"));
+        .map_or(String::new(), |r| format!(": {r}"));
     format!(
         "canary {name}: {}{step}, {} % of clients{reason}",
         seen.state, seen.weight
