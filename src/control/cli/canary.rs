@@ -294,6 +294,7 @@ fn follow(
                 })?;
                 let next = config::parse(path, &edited)?;
                 apply(path, &next, &edited, &file)?;
+                await_generation(&next, generation + 1)?;
                 return Err(CanaryError::RolledBack {
                     name: name.to_owned(),
                     reason,
