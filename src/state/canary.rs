@@ -139,10 +139,14 @@ impl Run {
         if self.phase == Phase::RolledBack {
             return None;
         }
+        // At 0 % the canary gets no clients of its own (it only gives out cookies): what
+        // reaches its upstream is a previous colour's cookie holders, nothing to judge.
+        if self.weight() == 0 {
+            self.new_interval(figures, now);
+            return None;
+        }
         let window = figures.since(&self.base);
-        // A canary that gets no clients has nothing to break: at weight 0 it is a marker
-        // for cookie affinity (its idle colour may well be stopped).
-        let verdict = match canary_down && self.weight() > 0 {
+        let verdict = match canary_down {
             true => Verdict::Breach(format!(
                 "upstream {} is down (health checks)",
                 self.canary.upstream.name

@@ -120,12 +120,20 @@ fn a_breach_rolls_back_at_once_and_stays_until_the_canary_table_changes() {
 }
 
 #[test]
-fn a_canary_at_weight_0_is_not_rolled_back_when_its_colour_is_down() {
-    let cfg = config("upstream = \"green\"\nweight = 0");
+fn a_canary_at_weight_0_is_never_judged() {
+    let cfg = config("upstream = \"green\"\nweight = 0\ninterval = \"1s\"");
     let state = CanaryState::default();
+    let start = Instant::now();
     state.configure(&cfg, |_| Figures::default());
-    assert_eq!(state.tick(Figures::default(), true, Instant::now()), None);
-    assert_eq!(state.progress().map(|p| p.phase), Some(Phase::Holding));
+    // Its colour stopped, and a previous colour's cookie holders meeting 502s there.
+    assert_eq!(state.tick(Figures::default(), true, start), None);
+    assert_eq!(
+        state.tick(figures(1717, 1717), false, start + Duration::from_secs(2)),
+        None
+    );
+    let progress = state.progress().expect("progress");
+    assert_eq!((progress.phase, progress.reason), (Phase::Holding, None));
+    assert_eq!(progress.window.requests, 0);
 }
 
 #[test]
