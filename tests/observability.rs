@@ -350,3 +350,33 @@ async fn wait_for_series(admin: std::net::SocketAddr, series: &str) -> String {
     }
     panic!("no {series} in:\n{}", scrape(admin).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_under_load_does_not_flood_the_log() {
+    let conf = Conf::new("dead")
+        .upstream("dead", dead_addr())
+        .server("access_log = \"off\"")
+        .build();
+    let mut d = Daemon::start(&conf);
+    let mut conn = Conn::open(d.addr).await;
+    let started = std::time::Instant::now();
+    for _ in 0..400 {
+        assert_eq!(conn.get("/").await.status, 502);
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    // The next failure after the budget's second says how many were left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(conn.get("/").await.status, 502);
+    let line = d.wait_for_log("left out of the log", Duration::from_secs(3));
+    assert!(
+        line.contains("more request errors left out of the log in the last second"),
+        "{line}"
+    );
+    let written = d.logs().iter().filter(|l| l.contains("status=502")).count() as u64;
+    // 20 a second for each of at most 2 workers, plus the one after the pause.
+    assert!(
+        written <= 40 * seconds + 1,
+        "{written} error lines in {seconds} s"
+    );
+    assert!(written >= 20, "{written}");
+}

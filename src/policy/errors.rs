@@ -3,11 +3,14 @@
 //! Bodies are short plain text that name no internal address: the upstream's name and the
 //! cause go to the error log, not to the client.
 
+use std::time::Instant;
+
 use http::{header, HeaderValue, Response, StatusCode};
 use thiserror::Error;
 
 use crate::http::body::Body;
 use crate::http::upstream::failure::UpstreamFailure;
+use crate::state::log_budget::LogBudget;
 
 #[derive(Debug, Error)]
 pub enum RequestError {
@@ -90,12 +93,24 @@ impl RequestError {
         }
     }
 
+    /// Logs the proxy's own failures (a 501 is the client's doing) within `budget`.
+    pub fn log(&self, budget: &LogBudget) {
+        let status = self.status();
+        if !status.is_server_error() || status == StatusCode::NOT_IMPLEMENTED {
+            return;
+        }
+        match budget.admit(Instant::now()) {
+            None => {}
+            Some(0) => tracing::error!(status = status.as_u16(), "{self}"),
+            Some(n) => tracing::error!(
+                status = status.as_u16(),
+                "{self} ({n} more request errors left out of the log in the last second)"
+            ),
+        }
+    }
+
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        // The proxy's own failures; a 501 is the client's doing.
-        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
-            tracing::error!(status = status.as_u16(), "{self}");
-        }
         let mut res = Response::new(Body::full(self.body()));
         *res.status_mut() = status;
         let headers = res.headers_mut();

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use crate::config::ProxySettings;
 use crate::http::upstream::pool::UpstreamClient;
 use crate::policy::static_files::cache::FileCache;
+use crate::state::log_budget::LogBudget;
 use crate::state::metrics::Shard;
 use crate::sys::deadlines::Deadlines;
 
@@ -24,6 +25,8 @@ pub struct Worker {
     pub metrics: Arc<Shard>,
     /// `response_timeout` of this worker's upstream exchanges.
     pub deadlines: Deadlines,
+    /// How many request-error lines this worker may still write this second.
+    pub errors_logged: LogBudget,
 }
 
 impl Worker {
@@ -33,6 +36,7 @@ impl Worker {
             files: FileCache::default(),
             metrics,
             deadlines: Deadlines::default(),
+            errors_logged: LogBudget::default(),
         }
     }
 

@@ -79,6 +79,9 @@ async fn respond(
                 .err()
                 .and_then(RequestError::upstream_failure);
             let served = served.failed(failure);
+            if let Err(e) = &response {
+                e.log(&conn.worker.errors_logged);
+            }
             (response.unwrap_or_else(RequestError::into_response), served)
         }
     };

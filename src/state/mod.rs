@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod canary;
 pub mod judgement;
 pub mod latency;
+pub mod log_budget;
 pub mod metrics;
 pub mod snapshot;
 pub mod upstream_health;
