@@ -702,3 +702,51 @@ async fn a_reload_with_other_edits_keeps_the_plan_where_it_is() {
     let tally = running.await.expect("load");
     assert!(tally.failed.is_empty(), "{:?}", tally.failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_outlives_a_restart_while_the_table_stays() {
+    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    green.failing.store(true, Ordering::SeqCst);
+    let admin = dead_addr();
+    // The pid file (and the rollback remembered beside it) outlive both daemons.
+    let run_dir = scratch();
+    let text = config(&blue, &green, admin, run_dir.path(), "[canary]\nupstream = \"green\"\nsteps = [50, 100]\ninterval = \"2s\"\nmax_error_ratio = 0.05\naffinity = \"none\"\n");
+    let mut d = Daemon::start(&text);
+    d.wait_for_log("canary green: started at 50 %", Duration::from_secs(5));
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
+    wait_for_state(admin, "rolled back", Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    running.await.expect("load");
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+
+    let mut d = Daemon::start(&text);
+    let line = d.wait_for_log("still rolled back", Duration::from_secs(5));
+    assert!(line.contains("error ratio"), "{line}");
+    let canary = canary_status(admin).await;
+    assert_eq!(
+        (canary["state"].as_str(), canary["weight"].as_u64()),
+        (Some("rolled back"), Some(0))
+    );
+    let reason = canary["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("rolled back before a restart: error ratio"),
+        "{reason}"
+    );
+    let served = green.served.load(Ordering::SeqCst);
+    let mut conn = Conn::open(d.addr).await;
+    for _ in 0..50 {
+        assert_eq!(conn.get("/").await.header("x-colour"), Some("blue"));
+    }
+    assert_eq!(green.served.load(Ordering::SeqCst), served);
+    // A changed table starts afresh, and forgets the rollback.
+    let changed = text.replace("steps = [50, 100]", "steps = [20, 100]");
+    std::fs::write(&d.config, changed).expect("write");
+    d.reload();
+    assert_eq!(canary_status(admin).await["weight"], 20);
+    assert!(!run_dir
+        .path()
+        .join("switchyard.canary-rolled-back")
+        .exists());
+}

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Affinity, Config};
-use crate::state::canary::Event;
+use std::path::PathBuf;
+
+use crate::config::{Affinity, Canary, Config};
+use crate::state::canary::{table_key, Event};
 use crate::state::snapshot::{PreviousColour, Shared, Snapshot};
 
 /// How often the figures are looked at: a breach is acted on as soon as an interval has
@@ -24,21 +26,72 @@ pub async fn run(shared: Arc<Shared>) {
             let down = shared.health.is_down(&canary.upstream);
             if let Some(event) = shared.canary.tick(figures, down, Instant::now()) {
                 log(&canary.upstream.name, &event);
+                if let Event::RolledBack { reason } = &event {
+                    remember_rollback(&snap.config, canary, reason);
+                }
             }
         }
         tokio::time::sleep(TICK).await;
     }
 }
 
-/// Tells the canary state about a configuration about to go into force.
+/// Tells the canary state about a configuration about to go into force. A new or
+/// changed `[canary]` (or none) forgets a rollback remembered for an earlier one.
 pub fn configure(shared: &Shared, config: &Config) {
-    if let Some(event) = shared
+    let event = shared
         .canary
-        .configure(config, |name| shared.metrics.figures(name))
-    {
-        if let Some(canary) = &config.canary {
-            log(&canary.upstream.name, &event);
+        .configure(config, |name| shared.metrics.figures(name));
+    let fresh = matches!(event, Some(Event::Started { .. }));
+    if let (Some(event), Some(canary)) = (&event, &config.canary) {
+        log(&canary.upstream.name, event);
+    }
+    if fresh || config.canary.is_none() {
+        if let Some(path) = memo_path(config) {
+            let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// At startup: a canary rolled back before the restart stays rolled back, if `[canary]`
+/// is the same table (remembered beside the pid file; without one, a restart starts the
+/// plan again).
+pub fn start(shared: &Shared, config: &Config) {
+    let remembered = memo_path(config).and_then(|p| std::fs::read_to_string(p).ok());
+    let still = config
+        .canary
+        .as_ref()
+        .zip(remembered)
+        .and_then(|(canary, memo)| {
+            let (key, reason) = memo.split_once('\n')?;
+            (key == table_key(canary)).then(|| (canary, reason.trim_end().to_owned()))
+        });
+    configure(shared, config);
+    if let Some((canary, reason)) = still {
+        shared.canary.restore_rollback(&reason);
+        remember_rollback(config, canary, &reason);
+        tracing::warn!(
+            "canary {}: still rolled back (before the restart: {reason}); change or remove [canary] to start again",
+            canary.upstream.name
+        );
+    }
+}
+
+/// Where a rollback is remembered: beside the pid file.
+fn memo_path(config: &Config) -> Option<PathBuf> {
+    let pid_file = config.server.pid_file.as_ref()?;
+    Some(pid_file.with_file_name("switchyard.canary-rolled-back"))
+}
+
+fn remember_rollback(config: &Config, canary: &Canary, reason: &str) {
+    let Some(path) = memo_path(config) else {
+        return;
+    };
+    let memo = format!("{}\n{reason}\n", table_key(canary));
+    if let Err(e) = std::fs::write(&path, memo) {
+        tracing::warn!(
+            "cannot remember the canary's rollback in {}: {e}",
+            path.display()
+        );
     }
 }
 

@@ -87,7 +87,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
     log_startup(&shared, &listeners);
     tokio::spawn(prober::run(Arc::clone(&shared)));
-    canary::configure(&shared, &shared.load().config);
+    canary::start(&shared, &shared.load().config);
     tokio::spawn(canary::run(Arc::clone(&shared)));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = Workers::start(&listeners, &shared, server_cfg.max_connections, workers)

@@ -266,6 +266,19 @@ impl CanaryState {
         event
     }
 
+    /// Puts the run back to rolled back, as it was before a restart: the daemon's memory
+    /// of a rollback outlives the process while `[canary]` stays the same table.
+    pub fn restore_rollback(&self, reason: &str) {
+        let Ok(mut run) = self.run.lock() else {
+            return;
+        };
+        if let Some(r) = run.as_mut() {
+            r.phase = Phase::RolledBack;
+            r.reason = Some(format!("rolled back before a restart: {reason}"));
+            self.weight.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Judges the figures so far; moves the plan on or rolls it back.
     pub fn tick(&self, figures: Figures, canary_down: bool, now: Instant) -> Option<Event> {
         let mut run = self.run.lock().ok()?;
@@ -295,3 +308,10 @@ impl CanaryState {
 
 #[cfg(test)]
 mod tests;
+
+/// What identifies a `[canary]` table across restarts: a digest of its validated values.
+pub fn table_key(canary: &Canary) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{canary:?}").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
