@@ -353,10 +353,11 @@ async fn a_cookie_jar_keeps_its_colour_throughout_the_plan() {
         "{greens} of 20 on green at 30 %"
     );
     // Cookie-less traffic moves the plan on (30 % -> 60 % -> complete) meanwhile.
+    let mut weights = HashSet::new();
+    weights.insert(canary_status(admin).await["weight"].as_u64().unwrap_or(0));
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
     let deadline = Instant::now() + Duration::from_secs(6);
-    let mut weights = HashSet::new();
     while Instant::now() < deadline {
         for (conn, colour) in jars.iter_mut() {
             let req = http::Request::builder()
@@ -464,7 +465,7 @@ async fn a_session_begun_before_a_switch_finishes_on_its_colour() {
         (400, Some("green"))
     );
     // One interval later the previous colour is let go.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let after = client.send(poll(Some(&cookie))).await;
     assert_eq!(after.header("x-colour"), Some("green"));
 }
@@ -749,4 +750,49 @@ async fn a_rollback_outlives_a_restart_while_the_table_stays() {
         .path()
         .join("switchyard.canary-rolled-back")
         .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_new_canary_leaves_the_one_in_the_file_and_a_good_one_keeps_its_affinity() {
+    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    let admin = dead_addr();
+    let dir = scratch();
+    let text = config(
+        &blue,
+        &green,
+        admin,
+        dir.path(),
+        "[canary] # sessions only\nupstream = \"green\"\nweight = 0\naffinity = \"none\"\n",
+    );
+    let mut d = Daemon::start_in(dir, &text);
+    d.wait_for_log("canary green: started at 0 %", Duration::from_secs(5));
+    let path = d.config.to_str().expect("path").to_owned();
+    let before = std::fs::read_to_string(&d.config).expect("config");
+    let (code, stdout, stderr) = run_bounded(&["canary", "gren", "--config", &path, "--no-wait"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("canary.upstream = \"gren\" names no upstream"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("removing"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&d.config).expect("config"), before);
+    let (code, stdout, stderr) = run_bounded(&[
+        "canary",
+        "green",
+        "--config",
+        &path,
+        "--steps",
+        "10,100",
+        "--no-wait",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("removing the canary already in"),
+        "{stdout}"
+    );
+    let file = std::fs::read_to_string(&d.config).expect("config");
+    assert!(
+        file.contains("steps = [10, 100]") && file.contains("affinity = \"none\""),
+        "{file}"
+    );
 }

@@ -117,6 +117,21 @@ pub struct Canary {
     pub affinity: Affinity,
 }
 
+impl Canary {
+    /// The same plan: the same upstream by name and the same values. Not `==`, which
+    /// would also compare the upstream's position among `[upstreams]` and its address, so
+    /// adding an unrelated upstream would look like a new canary.
+    pub fn same_plan(&self, other: &Canary) -> bool {
+        self.upstream.name == other.upstream.name
+            && self.weight == other.weight
+            && self.steps == other.steps
+            && self.interval == other.interval
+            && self.max_error_ratio == other.max_error_ratio
+            && self.max_p99 == other.max_p99
+            && self.affinity == other.affinity
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,

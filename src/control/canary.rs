@@ -23,8 +23,8 @@ pub async fn run(shared: Arc<Shared>) {
         let snap = shared.load();
         if let Some(canary) = &snap.config.canary {
             let figures = shared.metrics.figures(&canary.upstream.name);
-            let down = shared.health.is_down(&canary.upstream);
-            if let Some(event) = shared.canary.tick(figures, down, Instant::now()) {
+            let down = down_since_start(&shared, canary);
+            if let Some(event) = shared.canary.tick(canary, figures, down, Instant::now()) {
                 log(&canary.upstream.name, &event);
                 if let Event::RolledBack { reason } = &event {
                     remember_rollback(&snap.config, canary, reason);
@@ -33,6 +33,18 @@ pub async fn run(shared: Arc<Shared>) {
         }
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Whether the canary's upstream failed a health check made since its plan started: a
+/// state recorded before (a colour stopped until its deploy) is not held against it.
+fn down_since_start(shared: &Shared, canary: &Canary) -> bool {
+    let Some(started) = shared.canary.started() else {
+        return false;
+    };
+    shared
+        .health
+        .get(&canary.upstream)
+        .is_some_and(|s| !s.up && s.checked >= started)
 }
 
 /// Tells the canary state about a configuration about to go into force. A new or
@@ -98,17 +110,32 @@ fn remember_rollback(config: &Config, canary: &Canary, reason: &str) {
 /// The previous colour to keep for its cookie holders after `current` gives way to
 /// `next`: set when `active` changes while cookies were given out (a canary with cookie
 /// affinity), for that canary's interval; carried over by a reload that does not switch.
+///
+/// Only an upstream with a health path qualifies: its cookie holders are kept on it "while
+/// it is healthy", which only its checks can tell. It is looked up by name in `next`, so a
+/// reload that removes it ends the window.
 pub fn previous_colour(current: &Snapshot, next: &Config) -> Option<PreviousColour> {
-    if next.active.name == current.config.active.name {
-        return current
-            .previous
-            .clone()
-            .filter(|p| Instant::now() < p.until && p.upstream.name != next.active.name);
-    }
-    let canary = current.config.canary.as_ref()?;
-    (canary.affinity == Affinity::Cookie).then(|| PreviousColour {
-        upstream: Arc::clone(&current.config.active),
-        until: Instant::now() + canary.interval,
+    let (name, until) = match next.active.name == current.config.active.name {
+        true => {
+            let p = current.previous.as_ref()?;
+            (p.upstream.name.as_str(), p.until)
+        }
+        false => {
+            let canary = current.config.canary.as_ref()?;
+            if canary.affinity != Affinity::Cookie {
+                return None;
+            }
+            (
+                current.config.active.name.as_str(),
+                Instant::now() + canary.interval,
+            )
+        }
+    };
+    let upstream = next.upstreams.iter().find(|u| u.name == name)?;
+    let keep = Instant::now() < until && name != next.active.name && upstream.health.is_some();
+    keep.then(|| PreviousColour {
+        upstream: Arc::clone(upstream),
+        until,
     })
 }
 

@@ -24,14 +24,11 @@ pub async fn reload(shared: &Shared) -> Result<u64, String> {
     let current = shared.load();
     let outcome = attempt(&current).await;
     let message = match &outcome {
-        Ok(next) => {
-            let message = format!(
-                "reload ok: generation {} active {} config {}",
-                next.generation, next.config.active.name, next.config.digest
-            );
-            tracing::info!("{message}");
-            message
-        }
+        // Logged once the snapshot is in force (below): whoever reads the line may rely on it.
+        Ok(next) => format!(
+            "reload ok: generation {} active {} config {}",
+            next.generation, next.config.active.name, next.config.digest
+        ),
         Err(refusal) => {
             let message = format!(
                 "reload {}, still serving generation {} (active {}): {}",
@@ -48,22 +45,30 @@ pub async fn reload(shared: &Shared) -> Result<u64, String> {
         Ok(_) => ReloadOutcome::Ok,
         Err(refusal) => refusal.outcome,
     };
-    shared.record_reload(ReloadRecord {
+    let record = ReloadRecord {
         at: SystemTime::now(),
         outcome: result,
         message,
-    });
+    };
     let counter = match result {
         ReloadOutcome::Ok => &shared.metrics.reloads_ok,
         ReloadOutcome::Failed => &shared.metrics.reloads_failed,
         ReloadOutcome::Refused => &shared.metrics.reloads_refused,
     };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let next = outcome.map_err(|r| r.why)?;
+    let next = match outcome {
+        Ok(next) => next,
+        Err(refusal) => {
+            shared.record_reload(record);
+            return Err(refusal.why);
+        }
+    };
     shared.access_log.configure(&next.config.server.access_log);
     canary::configure(shared, &next.config);
     let generation = next.generation;
     shared.store(next);
+    tracing::info!("{}", record.message);
+    shared.record_reload(record);
     Ok(generation)
 }
 

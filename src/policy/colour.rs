@@ -4,7 +4,6 @@
 //! session spread over several requests, such as socket.io long-polling, ends where it
 //! began).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,23 +106,34 @@ fn split<'a>(
     }
 }
 
-/// The client's stable place among 100 buckets.
+/// The client's stable place among 100 buckets: FNV-1a over the address's canonical
+/// octets, a fixed function (std's hasher may change between Rust releases, which would
+/// move clients between colours on an upgrade), the same for `::ffff:a.b.c.d` and `a.b.c.d`.
 fn bucket(ip: IpAddr) -> u8 {
-    let mut hasher = DefaultHasher::new();
-    ip.hash(&mut hasher);
-    (hasher.finish() % 100) as u8
+    let octets = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let hash = octets.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % 100) as u8
 }
 
-/// The value of the `switchyard_colour` cookie, if the request carries one.
+/// The value of the `switchyard_colour` cookie, if the request carries one. Read as bytes:
+/// another cookie's non-ASCII value must not hide it.
 fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim_matches('"'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (&pair[..eq] == COOKIE.as_bytes()).then(|| &pair[eq + 1..])
+        })
+        .find_map(|value| std::str::from_utf8(value).ok())
+        .map(|value| value.trim_matches('"'))
 }
 
 fn set_cookie(name: &str) -> Option<HeaderValue> {
@@ -150,12 +160,27 @@ mod tests {
         );
         assert_eq!(cookie(&h), Some("blue"));
         assert_eq!(cookie(&HeaderMap::new()), None);
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"name=\xc3\xa9t\xc3\xa9; switchyard_colour=green")
+                .expect("value"),
+        );
+        assert_eq!(cookie(&h), Some("green"));
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("xswitchyard_colour=green"),
+        );
+        assert_eq!(cookie(&h), None);
     }
 
     #[test]
     fn a_client_address_keeps_its_bucket() {
         let ip: IpAddr = "203.0.113.9".parse().expect("ip");
         assert_eq!(bucket(ip), bucket(ip));
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().expect("ip");
+        assert_eq!(bucket(mapped), bucket(ip));
         let spread: std::collections::BTreeSet<u8> = (0..=255u8)
             .map(|i| bucket(IpAddr::from([198, 51, 100, i])))
             .collect();

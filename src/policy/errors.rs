@@ -104,7 +104,7 @@ impl RequestError {
             Some(0) => tracing::error!(status = status.as_u16(), "{self}"),
             Some(n) => tracing::error!(
                 status = status.as_u16(),
-                "{self} ({n} more request errors left out of the log in the last second)"
+                "{self} ({n} more request errors left out of the log since the last line)"
             ),
         }
     }

@@ -78,6 +78,8 @@ struct Run {
     reason: Option<String>,
     since: SystemTime,
     window_start: Instant,
+    /// When the plan started (or was restored).
+    started: Instant,
     /// The canary's figures when the interval began.
     base: Figures,
     last: Figures,
@@ -98,6 +100,7 @@ impl Run {
             reason: None,
             since: SystemTime::now(),
             window_start: Instant::now(),
+            started: Instant::now(),
             base: figures.clone(),
             last: figures,
             full_since: None,
@@ -162,10 +165,11 @@ impl Run {
                 Some(Event::RolledBack { reason })
             }
             Verdict::TooFew { requests, needed } => {
-                // The interval goes on until it has enough to judge; said once.
+                // The interval goes on until it has enough to judge; said once (the count
+                // so far is in the interval's figures).
                 let first = self.reason.is_none();
                 self.reason = Some(format!(
-                    "interval extended: {requests} requests so far, {needed} needed to judge"
+                    "interval extended: {needed} requests needed to judge"
                 ));
                 first.then_some(Event::Extended { requests, needed })
             }
@@ -213,7 +217,8 @@ impl Run {
 /// The canary of the snapshot in force, if it has one.
 #[derive(Default)]
 pub struct CanaryState {
-    /// The weight requests read: kept apart from the run so the request path takes no lock.
+    /// The weight requests read: kept apart from the run so the request path takes no lock
+    /// (but for the active colour's cookie holders at 100 %, `active_keeps_its_clients`).
     weight: AtomicU8,
     /// Draws for clients without a colour yet.
     draws: AtomicU64,
@@ -250,7 +255,7 @@ impl CanaryState {
             self.weight.store(0, Ordering::Relaxed);
             return None;
         };
-        let keep = run.as_ref().is_some_and(|r| r.canary == *canary);
+        let keep = run.as_ref().is_some_and(|r| r.canary.same_plan(canary));
         let event = match keep {
             true => None,
             false => {
@@ -279,10 +284,17 @@ impl CanaryState {
         }
     }
 
-    /// Judges the figures so far; moves the plan on or rolls it back.
-    pub fn tick(&self, figures: Figures, canary_down: bool, now: Instant) -> Option<Event> {
+    /// Judges `canary`'s figures so far; moves the plan on or rolls it back. Figures read
+    /// for another plan (a reload came in between) are not judged.
+    pub fn tick(
+        &self,
+        canary: &Canary,
+        figures: Figures,
+        canary_down: bool,
+        now: Instant,
+    ) -> Option<Event> {
         let mut run = self.run.lock().ok()?;
-        let r = run.as_mut()?;
+        let r = run.as_mut().filter(|r| r.canary.same_plan(canary))?;
         let event = r.tick(figures, canary_down, now);
         self.weight.store(r.weight(), Ordering::Relaxed);
         event
@@ -301,6 +313,11 @@ impl CanaryState {
         })
     }
 
+    /// When the current plan started: health states older than that are not its own.
+    pub fn started(&self) -> Option<Instant> {
+        self.run.lock().ok()?.as_ref().map(|r| r.started)
+    }
+
     pub fn progress(&self) -> Option<Progress> {
         self.run.lock().ok()?.as_ref().map(Run::progress)
     }
@@ -309,9 +326,20 @@ impl CanaryState {
 #[cfg(test)]
 mod tests;
 
-/// What identifies a `[canary]` table across restarts: a digest of its validated values.
+/// What identifies a `[canary]` plan across restarts: a digest of the values `same_plan`
+/// compares.
 pub fn table_key(canary: &Canary) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{canary:?}").as_bytes());
+    let plan = format!(
+        "{}|{}|{:?}|{:?}|{}|{:?}|{}",
+        canary.upstream.name,
+        canary.weight,
+        canary.steps,
+        canary.interval,
+        canary.max_error_ratio,
+        canary.max_p99,
+        canary.affinity.as_str()
+    );
+    let digest = Sha256::digest(plan.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -41,6 +41,12 @@ pub enum CanaryError {
         reason: String,
         file: String,
     },
+    #[error("canary {name} complete, but the switch to it was refused: {reason}; {file} restored to the canary, which keeps running (`switchyard switch {name}` to try again)")]
+    NotPromoted {
+        name: String,
+        reason: String,
+        file: String,
+    },
     #[error("canary {name} no longer in force: {why}")]
     Lost { name: String, why: String },
 }
@@ -64,7 +70,18 @@ pub fn run(
 ) -> Result<String, CanaryError> {
     let file = path.display().to_string();
     check_plan(plan)?;
+    let edit_err = |reason| CanaryError::Edit {
+        file: file.clone(),
+        reason,
+    };
     let mut original = read(path)?;
+    let affinity = affinity_of(&original);
+    // The new table is validated against the file as it is, before anything changes.
+    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(edit_err)?;
+    let next = config::parse(path, &edited)?;
+    if wait && next.server.admin_listen.is_none() {
+        return Err(CanaryError::NoAdmin(file));
+    }
     if let Some(old) = config::parse(path, &original)?.canary {
         // A plan always starts at its first step: the canary in the file (running,
         // complete or rolled back) goes first, with its own reload.
@@ -75,14 +92,8 @@ pub fn run(
         abort(path)?;
         original = read(path)?;
     }
-    let edited = with_canary(&original, name, plan).map_err(|reason| CanaryError::Edit {
-        file: file.clone(),
-        reason,
-    })?;
+    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(edit_err)?;
     let next = config::parse(path, &edited)?;
-    if wait && next.server.admin_listen.is_none() {
-        return Err(CanaryError::NoAdmin(file));
-    }
     let before = report(&next).map_or(0, |r| r.generation);
     apply(path, &next, &edited, &file)?;
     if !wait {
@@ -90,7 +101,20 @@ pub fn run(
             "{file}: [canary] upstream = \"{name}\"; sent SIGHUP (not waiting)"
         ));
     }
-    follow(path, &next, name, before, say)
+    let outcome = follow(path, &next, name, before, say);
+    // The daemon never showed this canary: the file goes back to what it said before, so
+    // file and daemon agree.
+    if let Err(CanaryError::NotApplied(..)) = &outcome {
+        write_atomically(path, &original)?;
+    }
+    outcome
+}
+
+/// The `affinity` of the `[canary]` in `text`, if it sets one: a new plan keeps it.
+fn affinity_of(text: &str) -> Option<String> {
+    let doc: DocumentMut = text.parse().ok()?;
+    let affinity = doc.get("canary")?.get("affinity")?.as_str()?;
+    Some(affinity.to_owned())
 }
 
 /// The plan's own rules, named by their flags (the file's validation would name a line of
@@ -113,8 +137,13 @@ fn check_plan(plan: &Plan) -> Result<(), CanaryError> {
     ] {
         if let Some(value) = value {
             match config::parse_duration(value) {
-                Ok(d) if !d.is_zero() => {}
-                Ok(_) => return bad(flag, format!("{value:?} must be above zero")),
+                Ok(d) if !d.is_zero() && d <= Duration::from_secs(24 * 3600) => {}
+                Ok(_) => {
+                    return bad(
+                        flag,
+                        format!("{value:?} must be above zero and at most 24h"),
+                    )
+                }
                 Err(e) => return bad(flag, e.to_string()),
             }
         }
@@ -182,14 +211,14 @@ fn apply(path: &Path, next: &Config, text: &str, file: &str) -> Result<(), Canar
     Ok(())
 }
 
-/// The file with a fresh `[canary]` table for `name` (its `affinity` kept, if it had one).
-fn with_canary(text: &str, name: &str, plan: &Plan) -> Result<String, String> {
+/// The file with a fresh `[canary]` table for `name`, with `affinity` if given.
+fn with_canary(
+    text: &str,
+    name: &str,
+    plan: &Plan,
+    affinity: Option<&str>,
+) -> Result<String, String> {
     let mut doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
-    let affinity = doc
-        .get("canary")
-        .and_then(|c| c.get("affinity"))
-        .and_then(|a| a.as_str())
-        .map(str::to_owned);
     let mut table = Table::new();
     table.insert("upstream", value(name));
     let mut steps = Array::new();
@@ -335,13 +364,19 @@ fn promote(path: &Path, name: &str, file: &str) -> Result<String, CanaryError> {
     let before = report(&next).map_or(0, |r| r.generation);
     let signalled_at = super::running::unix_now();
     apply(path, &next, &edited, file)?;
-    let r = await_switch(&next, name, before + 1, signalled_at).map_err(|reason| {
-        CanaryError::Switch(SwitchError::Refused {
-            name: name.to_owned(),
-            reason,
-            file: file.to_owned(),
-        })
-    })?;
+    let r = match await_switch(&next, name, before + 1, signalled_at) {
+        Ok(r) => r,
+        Err(reason) => {
+            // The daemon kept the canary (say NAME failed its on-the-spot check): the file
+            // goes back to the canary, so that a later reload does not switch by surprise.
+            write_atomically(path, &original)?;
+            return Err(CanaryError::NotPromoted {
+                name: name.to_owned(),
+                reason,
+                file: file.to_owned(),
+            });
+        }
+    };
     Ok(format!(
         "canary {name} complete: {name} is active, [canary] removed from {file} (generation {})",
         r.generation
@@ -361,7 +396,7 @@ mod tests {
             max_error_ratio: 0.02,
             max_p99: Some("800ms".into()),
         };
-        let with = with_canary(text, "green", &plan).expect("edit");
+        let with = with_canary(text, "green", &plan, None).expect("edit");
         assert!(with.starts_with(text), "{with}");
         assert!(with.contains("[canary]\nupstream = \"green\"\nsteps = [10, 50, 100]\ninterval = \"30s\"\nmax_error_ratio = 0.02\nmax_p99 = \"800ms\"\n"), "{with}");
         assert_eq!(without_canary(&with).expect("edit"), text);

@@ -67,9 +67,16 @@ pub fn run(path: &Path, name: &str, wait: bool) -> Result<String, SwitchError> {
         // A canary at 0 % with no plan only gives out colour cookies: it moves to the
         // colour now idle, so the next switch keeps sessions too. Any other canary of
         // the new active upstream is promoted by this switch and goes.
-        if canary.weight == 0 && canary.steps.is_empty() && previous.health.is_some() {
+        let affinity_only = canary.weight == 0 && canary.steps.is_empty();
+        if affinity_only && previous.health.is_some() {
             edited = super::canary::retarget(&edited, &previous.name).map_err(edit_err)?;
             note = format!("; [canary] at 0 % now names {}", previous.name);
+        } else if affinity_only {
+            edited = super::canary::without_canary(&edited).map_err(edit_err)?;
+            note = format!(
+                "; [canary] at 0 % removed: {} has no health path, so its cookie holders cannot be kept on it",
+                previous.name
+            );
         } else {
             edited = super::canary::without_canary(&edited).map_err(edit_err)?;
             note = format!("; the canary of {name} is promoted: [canary] removed");

@@ -14,6 +14,10 @@ fn config(canary: &str) -> Config {
     config::parse(std::path::Path::new("/tmp/switchyard.toml"), &text).expect("config")
 }
 
+fn canary_of(cfg: &Config) -> &Canary {
+    cfg.canary.as_ref().expect("a [canary]")
+}
+
 /// `requests` answered in 1 ms, `errors` of them 5xx.
 fn figures(requests: u64, errors: u64) -> Figures {
     let mut f = Figures {
@@ -37,10 +41,20 @@ fn a_healthy_plan_steps_up_each_interval_and_completes() {
     );
     assert_eq!(state.weight(), 10);
     assert_eq!(
-        state.tick(figures(200, 0), false, start + Duration::from_secs(5)),
+        state.tick(
+            canary_of(&cfg),
+            figures(200, 0),
+            false,
+            start + Duration::from_secs(5)
+        ),
         None
     );
-    let event = state.tick(figures(400, 1), false, start + Duration::from_secs(11));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(400, 1),
+        false,
+        start + Duration::from_secs(11),
+    );
     assert_eq!(
         event,
         Some(Event::Advanced {
@@ -48,7 +62,12 @@ fn a_healthy_plan_steps_up_each_interval_and_completes() {
             weight: 50
         })
     );
-    let event = state.tick(figures(900, 2), false, start + Duration::from_secs(22));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(900, 2),
+        false,
+        start + Duration::from_secs(22),
+    );
     assert_eq!(
         event,
         Some(Event::Advanced {
@@ -56,7 +75,12 @@ fn a_healthy_plan_steps_up_each_interval_and_completes() {
             weight: 100
         })
     );
-    let event = state.tick(figures(2000, 3), false, start + Duration::from_secs(33));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(2000, 3),
+        false,
+        start + Duration::from_secs(33),
+    );
     assert_eq!(event, Some(Event::Completed { weight: 100 }));
     let progress = state.progress().expect("progress");
     assert_eq!(
@@ -72,7 +96,12 @@ fn the_active_colour_keeps_its_clients_one_interval_after_the_weight_reaches_100
     let start = Instant::now();
     state.configure(&cfg, |_| Figures::default());
     assert!(!state.active_keeps_its_clients());
-    state.tick(figures(100, 0), false, start + Duration::from_secs(11));
+    state.tick(
+        canary_of(&cfg),
+        figures(100, 0),
+        false,
+        start + Duration::from_secs(11),
+    );
     assert_eq!(state.weight(), 100);
     assert!(state.active_keeps_its_clients());
     let short = config("upstream = \"green\"\nsteps = [100]\ninterval = \"1ms\"");
@@ -91,7 +120,12 @@ fn a_breach_rolls_back_at_once_and_stays_until_the_canary_table_changes() {
     let start = Instant::now();
     state.configure(&cfg, |_| figures(1000, 0));
     // 20 % errors, judged as soon as there are enough requests, not at the interval's end.
-    let event = state.tick(figures(1100, 20), false, start + Duration::from_secs(1));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(1100, 20),
+        false,
+        start + Duration::from_secs(1),
+    );
     match event {
         Some(Event::RolledBack { reason }) => {
             assert!(reason.contains("error ratio 20.00 %"), "{reason}")
@@ -126,9 +160,17 @@ fn a_canary_at_weight_0_is_never_judged() {
     let start = Instant::now();
     state.configure(&cfg, |_| Figures::default());
     // Its colour stopped, and a previous colour's cookie holders meeting 502s there.
-    assert_eq!(state.tick(Figures::default(), true, start), None);
     assert_eq!(
-        state.tick(figures(1717, 1717), false, start + Duration::from_secs(2)),
+        state.tick(canary_of(&cfg), Figures::default(), true, start),
+        None
+    );
+    assert_eq!(
+        state.tick(
+            canary_of(&cfg),
+            figures(1717, 1717),
+            false,
+            start + Duration::from_secs(2)
+        ),
         None
     );
     let progress = state.progress().expect("progress");
@@ -142,7 +184,12 @@ fn a_reload_with_the_same_table_keeps_the_progress() {
     let state = CanaryState::default();
     let start = Instant::now();
     state.configure(&cfg, |_| Figures::default());
-    state.tick(figures(100, 0), false, start + Duration::from_secs(11));
+    state.tick(
+        canary_of(&cfg),
+        figures(100, 0),
+        false,
+        start + Duration::from_secs(11),
+    );
     assert_eq!(state.weight(), 50);
     let mut edited = config("upstream = \"green\"\nsteps = [10, 50]\ninterval = \"10s\"");
     edited.digest = "other edit".into();
@@ -163,7 +210,12 @@ fn too_few_requests_extend_the_interval_and_say_so_once() {
     let state = CanaryState::default();
     let start = Instant::now();
     state.configure(&cfg, |_| Figures::default());
-    let event = state.tick(figures(30, 0), false, start + Duration::from_secs(11));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(30, 0),
+        false,
+        start + Duration::from_secs(11),
+    );
     assert_eq!(
         event,
         Some(Event::Extended {
@@ -172,15 +224,25 @@ fn too_few_requests_extend_the_interval_and_say_so_once() {
         })
     );
     assert_eq!(
-        state.tick(figures(60, 0), false, start + Duration::from_secs(12)),
+        state.tick(
+            canary_of(&cfg),
+            figures(60, 0),
+            false,
+            start + Duration::from_secs(12)
+        ),
         None
     );
     let reason = state.progress().and_then(|p| p.reason).unwrap_or_default();
-    assert!(
-        reason.contains("60 requests so far, 100 needed"),
-        "{reason}"
+    // The reason stays the same while the interval waits (so it is printed once); the
+    // count so far is in the interval's figures.
+    assert_eq!(reason, "interval extended: 100 requests needed to judge");
+    assert_eq!(state.progress().map(|p| p.window.requests), Some(60));
+    let event = state.tick(
+        canary_of(&cfg),
+        figures(100, 0),
+        false,
+        start + Duration::from_secs(13),
     );
-    let event = state.tick(figures(100, 0), false, start + Duration::from_secs(13));
     assert_eq!(
         event,
         Some(Event::Advanced {
@@ -201,7 +263,7 @@ fn slow_answers_and_a_down_canary_are_breaches() {
     let mut slow = figures(100, 0);
     slow.latency[latency::index(1000)] = 90;
     slow.latency[latency::index(300_000)] = 10;
-    match state.tick(slow, false, start + Duration::from_secs(1)) {
+    match state.tick(canary_of(&cfg), slow, false, start + Duration::from_secs(1)) {
         Some(Event::RolledBack { reason }) => {
             assert!(reason.contains("p99 latency"), "{reason}")
         }
@@ -210,7 +272,7 @@ fn slow_answers_and_a_down_canary_are_breaches() {
     let cfg = config("upstream = \"green\"\nweight = 20");
     let state = CanaryState::default();
     state.configure(&cfg, |_| Figures::default());
-    match state.tick(Figures::default(), true, start) {
+    match state.tick(canary_of(&cfg), Figures::default(), true, start) {
         Some(Event::RolledBack { reason }) => assert!(reason.contains("is down"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -234,9 +296,32 @@ fn quantiles_are_read_within_an_eighth_of_the_truth() {
     let state = CanaryState::default();
     state.configure(&cfg, |_| Figures::default());
     assert_eq!(
-        state.tick(f, false, Instant::now()),
+        state.tick(canary_of(&cfg), f, false, Instant::now()),
         None,
         "54 ms is not over 80 ms"
     );
     assert_eq!(Figures::default().quantile(0.99), None);
+}
+
+#[test]
+fn an_unrelated_upstream_added_keeps_the_rollback() {
+    let cfg = config("upstream = \"green\"\nsteps = [10, 50]\nmax_error_ratio = 0.05");
+    let state = CanaryState::default();
+    state.configure(&cfg, |_| Figures::default());
+    state.tick(canary_of(&cfg), figures(100, 50), false, Instant::now());
+    assert_eq!(state.weight(), 0);
+    // "admin" sorts before "green": green's position among the upstreams changes.
+    let text = "active = \"blue\"\n[upstreams]\nadmin = \"127.0.0.1:7\"\nblue = \"127.0.0.1:9\"\n\
+                green = { url = \"127.0.0.1:9\", health = \"/healthz\" }\n[canary]\n\
+                upstream = \"green\"\nsteps = [10, 50]\nmax_error_ratio = 0.05";
+    let more = config::parse(std::path::Path::new("/tmp/switchyard.toml"), text).expect("config");
+    assert_eq!(state.configure(&more, |_| Figures::default()), None);
+    assert_eq!(state.weight(), 0);
+    assert_eq!(table_key(canary_of(&cfg)), table_key(canary_of(&more)));
+    // Figures read for another plan are not judged against this one.
+    let other = config("upstream = \"green\"\nweight = 30");
+    assert_eq!(
+        state.tick(canary_of(&other), figures(100, 100), true, Instant::now()),
+        None
+    );
 }
