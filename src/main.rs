@@ -118,9 +118,14 @@ fn main() -> ExitCode {
             };
             let name = name.unwrap_or_default();
             let mut say = |line: String| println!("{line}");
-            report(switchyard::cli::canary::run(
-                &path, &name, &plan, !no_wait, &mut say,
-            ))
+            match switchyard::cli::canary::run(&path, &name, &plan, !no_wait, &mut say) {
+                // A plan that cannot be is a usage error, like a flag clap refuses.
+                Err(e @ switchyard::cli::canary::CanaryError::Plan(_)) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+                outcome => report(outcome),
+            }
         }
         None => run(&path),
     }

@@ -588,7 +588,7 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
         let mut all = vec!["canary", "green", "--config", &path];
         all.extend(args);
         let (code, _, stderr) = run_bounded(&all);
-        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(code, 2, "a usage error: {stderr}");
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
     let (code, _, stderr) = run_bounded(&[
