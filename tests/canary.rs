@@ -98,19 +98,32 @@ fn answer(
     reply(200, name.into())
 }
 
-/// `switchyard ARGS...` bounded to 30 s: (exit code, stdout, stderr).
-fn run_bounded(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new("timeout")
-        .arg("30")
-        .arg(BIN)
-        .args(args)
-        .output()
-        .expect("run switchyard");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// A daemon in front of a blue and a green `App` (blue active), with `canary` (`config`),
+/// and the config text it started with.
+struct Colours {
+    green: App,
+    admin: SocketAddr,
+    d: Daemon,
+    text: String,
+}
+
+async fn colours(canary: &str) -> Colours {
+    colours_edited(canary, |text| text).await
+}
+
+/// `colours`, with the config text edited before the daemon starts.
+async fn colours_edited(canary: &str, edit: impl FnOnce(String) -> String) -> Colours {
+    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    let admin = dead_addr();
+    let dir = scratch();
+    let text = edit(config(&blue, &green, admin, dir.path(), canary));
+    let d = Daemon::start_in(dir, &text);
+    Colours {
+        green,
+        admin,
+        d,
+        text,
+    }
 }
 
 /// Blue active, green checked, an admin listener and a pid file, plus `canary`.
@@ -205,12 +218,8 @@ async fn wait_for_state(admin: SocketAddr, state: &str, within: Duration) -> ser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_is_rolled_back_within_an_interval_and_only_its_own_500s_fail() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    let Colours { green, admin, mut d, .. } = colours("[canary]\nupstream = \"green\"\nsteps = [50, 100]\ninterval = \"2s\"\nmax_error_ratio = 0.05\naffinity = \"none\"\n").await;
     green.failing.store(true, Ordering::SeqCst);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(&blue, &green, admin, dir.path(), "[canary]\nupstream = \"green\"\nsteps = [50, 100]\ninterval = \"2s\"\nmax_error_ratio = 0.05\naffinity = \"none\"\n");
-    let mut d = Daemon::start_in(dir, &text);
     d.wait_for_log("canary green: started at 50 %", Duration::from_secs(5));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -255,19 +264,12 @@ async fn a_failing_canary_is_rolled_back_within_an_interval_and_only_its_own_500
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_completes_and_the_command_promotes_it() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = format!(
-        "# the app's two colours\n{}",
-        config(&blue, &green, admin, dir.path(), "")
-    );
-    let mut d = Daemon::start_in(dir, &text);
+    let Colours { admin, mut d, .. } =
+        colours_edited("", |text| format!("# the app's two colours\n{text}")).await;
     d.wait_for_log("upstream green", Duration::from_secs(5));
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
     let path = d.config.to_str().expect("path").to_owned();
-    // Bounded: a plan that never completes must fail the test, not hang it.
     let command = tokio::task::spawn_blocking(move || {
         std::process::Command::new("timeout")
             .args(["30", BIN, "canary", "green", "--config", &path])
@@ -325,11 +327,7 @@ async fn a_healthy_canary_completes_and_the_command_promotes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_jar_keeps_its_colour_throughout_the_plan() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(&blue, &green, admin, dir.path(), "[canary]\nupstream = \"green\"\nsteps = [30, 60]\ninterval = \"1s\"\nmax_error_ratio = 0.5\n");
-    let mut d = Daemon::start_in(dir, &text);
+    let Colours { admin, mut d, .. } = colours("[canary]\nupstream = \"green\"\nsteps = [30, 60]\ninterval = \"1s\"\nmax_error_ratio = 0.5\n").await;
     d.wait_for_log("canary green: started at 30 %", Duration::from_secs(5));
     // Twenty clients get their colour before anything else asks for one.
     let mut jars = Vec::new();
@@ -397,18 +395,9 @@ async fn a_cookie_jar_keeps_its_colour_throughout_the_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_begun_before_a_switch_finishes_on_its_colour() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
     // A canary at 0 %: every client gets a blue cookie.
-    let text = config(
-        &blue,
-        &green,
-        admin,
-        dir.path(),
-        "[canary]\nupstream = \"green\"\nweight = 0\ninterval = \"2s\"\n",
-    );
-    let mut d = Daemon::start_in(dir, &text);
+    let Colours { admin, mut d, .. } =
+        colours("[canary]\nupstream = \"green\"\nweight = 0\ninterval = \"5s\"\n").await;
     d.wait_for_log("upstream green", Duration::from_secs(5));
     let mut client = Conn::open(d.addr).await;
     let handshake = client.get("/socket.io/?EIO=4&transport=polling").await;
@@ -428,10 +417,11 @@ async fn a_session_begun_before_a_switch_finishes_on_its_colour() {
 
     // The switch, as an operator runs it: the 0 % canary moves to the colour now idle.
     let path = d.config.to_str().expect("path").to_owned();
-    let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run_bounded(&["switch", "green", "--config", &path]))
-            .await
-            .expect("switch");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli_bounded(&["switch", "green", "--config", &path])
+    })
+    .await
+    .expect("switch");
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("[canary] at 0 % now names blue"),
@@ -472,21 +462,16 @@ async fn a_session_begun_before_a_switch_finishes_on_its_colour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ip_affinity_keeps_an_address_on_one_colour_and_status_shows_the_canary() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(
-        &blue,
-        &green,
-        admin,
-        dir.path(),
+    let Colours { admin, mut d, .. } = colours_edited(
         "[canary]\nupstream = \"green\"\nweight = 50\naffinity = \"client-ip\"\n",
+        |text| {
+            text.replace(
+                "[server]\n",
+                "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+            )
+        },
     )
-    .replace(
-        "[server]\n",
-        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
-    );
-    let mut d = Daemon::start_in(dir, &text);
+    .await;
     d.wait_for_log("canary green: started at 50 %", Duration::from_secs(5));
     let mut conn = Conn::open(d.addr).await;
     let mut colours = BTreeMap::new();
@@ -531,19 +516,20 @@ async fn client_ip_affinity_keeps_an_address_on_one_colour_and_status_shows_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_one() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
+    let Colours {
+        green,
+        admin,
+        mut d,
+        ..
+    } = colours("").await;
     green.failing.store(true, Ordering::SeqCst);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(&blue, &green, admin, dir.path(), "");
-    let mut d = Daemon::start_in(dir, &text);
     d.wait_for_log("upstream green", Duration::from_secs(5));
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
     let path = d.config.to_str().expect("path").to_owned();
     let p = path.clone();
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_bounded(&[
+        run_cli_bounded(&[
             "canary",
             "green",
             "--config",
@@ -587,11 +573,11 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
     ] {
         let mut all = vec!["canary", "green", "--config", &path];
         all.extend(args);
-        let (code, _, stderr) = run_bounded(&all);
+        let (code, _, stderr) = run_cli_bounded(&all);
         assert_eq!(code, 2, "a usage error: {stderr}");
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
-    let (code, _, stderr) = run_bounded(&[
+    let (code, _, stderr) = run_cli_bounded(&[
         "canary",
         "green",
         "--config",
@@ -604,7 +590,7 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
     assert_eq!(std::fs::read_to_string(&d.config).expect("config"), before);
 
     // --no-wait starts one and returns; --abort takes it out again.
-    let (code, stdout, stderr) = run_bounded(&[
+    let (code, stdout, stderr) = run_cli_bounded(&[
         "canary",
         "green",
         "--config",
@@ -622,7 +608,7 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (code, stdout, stderr) = run_bounded(&["canary", "--abort", "--config", &path]);
+    let (code, stdout, stderr) = run_cli_bounded(&["canary", "--abort", "--config", &path]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("canary green aborted"), "{stdout}");
     assert!(!std::fs::read_to_string(&d.config)
@@ -640,23 +626,15 @@ async fn the_command_removes_a_rolled_back_canary_and_abort_removes_a_running_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_to_the_canary_promotes_it() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(
-        &blue,
-        &green,
-        admin,
-        dir.path(),
-        "[canary] # trying green\nupstream = \"green\"\nweight = 10\n",
-    );
-    let mut d = Daemon::start_in(dir, &text);
+    let Colours { admin, mut d, .. } =
+        colours("[canary] # trying green\nupstream = \"green\"\nweight = 10\n").await;
     d.wait_for_log("canary green: started at 10 %", Duration::from_secs(5));
     let path = d.config.to_str().expect("path").to_owned();
-    let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run_bounded(&["switch", "green", "--config", &path]))
-            .await
-            .expect("switch");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli_bounded(&["switch", "green", "--config", &path])
+    })
+    .await
+    .expect("switch");
     assert_eq!(code, 0, "{stdout}{stderr}");
     let file = std::fs::read_to_string(&d.config).expect("config");
     assert!(
@@ -669,11 +647,7 @@ async fn switching_to_the_canary_promotes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_with_other_edits_keeps_the_plan_where_it_is() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(&blue, &green, admin, dir.path(), "[canary]\nupstream = \"green\"\nsteps = [20, 60, 90]\ninterval = \"1s\"\nmax_error_ratio = 0.5\n");
-    let mut d = Daemon::start_in(dir, &text);
+    let Colours { admin, mut d, text, .. } = colours("[canary]\nupstream = \"green\"\nsteps = [20, 60, 90]\ninterval = \"1s\"\nmax_error_ratio = 0.5\n").await;
     d.wait_for_log("canary green: started at 20 %", Duration::from_secs(5));
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(d.addr, 2, Arc::clone(&stop)));
@@ -754,21 +728,15 @@ async fn a_rollback_outlives_a_restart_while_the_table_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_new_canary_leaves_the_one_in_the_file_and_a_good_one_keeps_its_affinity() {
-    let (blue, green) = (App::start("blue").await, App::start("green").await);
-    let admin = dead_addr();
-    let dir = scratch();
-    let text = config(
-        &blue,
-        &green,
-        admin,
-        dir.path(),
+    let Colours { mut d, .. } = colours(
         "[canary] # sessions only\nupstream = \"green\"\nweight = 0\naffinity = \"none\"\n",
-    );
-    let mut d = Daemon::start_in(dir, &text);
+    )
+    .await;
     d.wait_for_log("canary green: started at 0 %", Duration::from_secs(5));
     let path = d.config.to_str().expect("path").to_owned();
     let before = std::fs::read_to_string(&d.config).expect("config");
-    let (code, stdout, stderr) = run_bounded(&["canary", "gren", "--config", &path, "--no-wait"]);
+    let (code, stdout, stderr) =
+        run_cli_bounded(&["canary", "gren", "--config", &path, "--no-wait"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("canary.upstream = \"gren\" names no upstream"),
@@ -776,7 +744,7 @@ async fn a_bad_new_canary_leaves_the_one_in_the_file_and_a_good_one_keeps_its_af
     );
     assert!(!stdout.contains("removing"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&d.config).expect("config"), before);
-    let (code, stdout, stderr) = run_bounded(&[
+    let (code, stdout, stderr) = run_cli_bounded(&[
         "canary",
         "green",
         "--config",

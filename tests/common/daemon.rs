@@ -229,10 +229,17 @@ pub fn activated(path: &Path, listener: &std::net::TcpListener) -> Command {
 
 /// Runs `switchyard ARGS...` to completion: (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run switchyard");
+    outcome(Command::new(BIN).args(args))
+}
+
+/// `run_cli` for commands that wait on the daemon (`canary` follows a plan): killed after
+/// 30 s, so a plan that never ends fails the test instead of hanging it.
+pub fn run_cli_bounded(args: &[&str]) -> (i32, String, String) {
+    outcome(Command::new("timeout").arg("30").arg(BIN).args(args))
+}
+
+fn outcome(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().expect("run switchyard");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
