@@ -401,7 +401,7 @@ fn canary_tables_are_checked_key_by_key() {
         &format!("{base}upstream = \"green\"\ninterval = \"0s\"\n"),
         8,
         12,
-        "canary.interval must be above zero",
+        "canary.interval must be greater than zero",
     );
     assert_error_at(
         &format!("{base}upstream = \"green\"\nmax_error_ratio = 1.5\n"),

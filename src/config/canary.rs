@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::error::{ConfigError, Source};
 use super::model::{Canary, Upstream};
 use super::raw::RawCanary;
-use super::units::parse_duration;
+use super::settings::positive;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_ERROR_RATIO: f64 = 0.01;
@@ -51,13 +51,17 @@ pub(super) fn canary(
         upstream: Arc::clone(upstream),
         weight,
         steps,
-        interval: interval(src, &table.interval)?,
+        interval: positive(src, "canary.interval", &table.interval, DEFAULT_INTERVAL)?,
         max_error_ratio: error_ratio(src, &table.max_error_ratio)?,
-        max_p99: table
-            .max_p99
-            .as_ref()
-            .map(|d| positive(src, "canary.max_p99", d))
-            .transpose()?,
+        max_p99: match &table.max_p99 {
+            None => None,
+            Some(_) => Some(positive(
+                src,
+                "canary.max_p99",
+                &table.max_p99,
+                Duration::ZERO,
+            )?),
+        },
         affinity: table.affinity.unwrap_or_default(),
     })
 }
@@ -105,21 +109,6 @@ fn weight(src: &Source, table: &RawCanary, steps: &[u8]) -> Result<u8, ConfigErr
         (Some((_, p)), None) => Ok(p),
         (None, None) => Ok(0),
     }
-}
-
-fn interval(src: &Source, raw: &Option<Spanned<String>>) -> Result<Duration, ConfigError> {
-    match raw {
-        None => Ok(DEFAULT_INTERVAL),
-        Some(d) => positive(src, "canary.interval", d),
-    }
-}
-
-fn positive(src: &Source, key: &str, raw: &Spanned<String>) -> Result<Duration, ConfigError> {
-    let d = parse_duration(raw.get_ref()).map_err(|e| src.err(raw, format!("{key}: {e}")))?;
-    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
-        return Err(src.err(raw, format!("{key} must be above zero and at most 24h")));
-    }
-    Ok(d)
 }
 
 fn error_ratio(src: &Source, raw: &Option<Spanned<f64>>) -> Result<f64, ConfigError> {

@@ -34,7 +34,7 @@ fn duration(
 }
 
 /// A duration that must not be zero (a zero timeout would cut every connection at once).
-fn positive(
+pub(super) fn positive(
     src: &Source,
     key: &str,
     raw: &Option<Spanned<String>>,
