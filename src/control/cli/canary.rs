@@ -12,7 +12,7 @@ use serde_json::Value;
 use thiserror::Error;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
-use super::running::{daemon_pid, report, sighup, status};
+use super::running::{await_generation, daemon_pid, report, sighup, status, unix_now, Waited};
 use super::switch::{await_switch, set_active, write_atomically, SwitchError};
 use crate::config::{self, Config, ConfigError};
 
@@ -70,17 +70,14 @@ pub fn run(
 ) -> Result<String, CanaryError> {
     let file = path.display().to_string();
     check_plan(plan)?;
-    let edit_err = |reason| CanaryError::Edit {
-        file: file.clone(),
-        reason,
-    };
+    let edit_err = edit_error(&file);
     let mut original = read(path)?;
     let affinity = affinity_of(&original);
     // The new table is validated against the file as it is, before anything changes.
-    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(edit_err)?;
+    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(&edit_err)?;
     let next = config::parse(path, &edited)?;
     if wait && next.server.admin_listen.is_none() {
-        return Err(CanaryError::NoAdmin(file));
+        return Err(CanaryError::NoAdmin(file.clone()));
     }
     if let Some(old) = config::parse(path, &original)?.canary {
         // A plan always starts at its first step: the canary in the file (running,
@@ -92,7 +89,7 @@ pub fn run(
         abort(path)?;
         original = read(path)?;
     }
-    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(edit_err)?;
+    let edited = with_canary(&original, name, plan, affinity.as_deref()).map_err(&edit_err)?;
     let next = config::parse(path, &edited)?;
     let before = report(&next).map_or(0, |r| r.generation);
     apply(path, &next, &edited, &file)?;
@@ -160,15 +157,11 @@ pub fn abort(path: &Path) -> Result<String, CanaryError> {
         return Ok(format!("no [canary] in {file}; nothing to do"));
     };
     let name = canary.upstream.name.clone();
-    let edited = without_canary(&original).map_err(|reason| CanaryError::Edit {
-        file: file.clone(),
-        reason,
-    })?;
+    let edited = without_canary(&original).map_err(edit_error(&file))?;
     let next = config::parse(path, &edited)?;
-    let before = report(&next).map(|r| r.generation);
-    apply(path, &next, &edited, &file)?;
-    if let Some(before) = before {
-        await_generation(&next, before + 1)?;
+    match report(&next) {
+        Some(before) => apply_and_wait(path, &next, &edited, &file, before.generation + 1)?,
+        None => apply(path, &next, &edited, &file)?,
     }
     Ok(format!(
         "canary {name} aborted: [canary] removed from {file}, every client on {}",
@@ -176,24 +169,34 @@ pub fn abort(path: &Path) -> Result<String, CanaryError> {
     ))
 }
 
-/// Waits until the daemon reports `generation` or later: the reload has taken.
-fn await_generation(cfg: &Config, generation: u64) -> Result<(), CanaryError> {
-    let deadline = Instant::now() + RELOAD_WAIT;
-    loop {
-        let reported = report(cfg);
-        if reported
-            .as_ref()
-            .is_some_and(|r| r.generation >= generation)
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let why = reported
+/// Writes `text` (validated as `next`), signals the daemon and waits until it reports
+/// `generation`: the file and the daemon agree when this returns.
+fn apply_and_wait(
+    path: &Path,
+    next: &Config,
+    text: &str,
+    file: &str,
+    generation: u64,
+) -> Result<(), CanaryError> {
+    let since = unix_now();
+    apply(path, next, text, file)?;
+    match await_generation(next, generation, since, RELOAD_WAIT) {
+        Waited::Done(_) => Ok(()),
+        Waited::Refused(why) => Err(CanaryError::NotApplied(RELOAD_WAIT, why)),
+        Waited::Silent(last) => {
+            let why = last
                 .and_then(|r| r.last_reload)
                 .map_or("the daemon did not answer".to_owned(), |l| l.message);
-            return Err(CanaryError::NotApplied(RELOAD_WAIT, why));
+            Err(CanaryError::NotApplied(RELOAD_WAIT, why))
         }
-        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Why the file could not be edited, naming it.
+fn edit_error(file: &str) -> impl Fn(String) -> CanaryError + '_ {
+    move |reason| CanaryError::Edit {
+        file: file.to_owned(),
+        reason,
     }
 }
 
@@ -317,13 +320,9 @@ fn follow(
             "complete" => return promote(path, name, &file),
             "rolled back" => {
                 let reason = now.reason.clone().unwrap_or_default();
-                let edited = without_canary(&read(path)?).map_err(|reason| CanaryError::Edit {
-                    file: file.clone(),
-                    reason,
-                })?;
+                let edited = without_canary(&read(path)?).map_err(edit_error(&file))?;
                 let next = config::parse(path, &edited)?;
-                apply(path, &next, &edited, &file)?;
-                await_generation(&next, generation + 1)?;
+                apply_and_wait(path, &next, &edited, &file, generation + 1)?;
                 return Err(CanaryError::RolledBack {
                     name: name.to_owned(),
                     reason,
@@ -353,13 +352,10 @@ fn describe(name: &str, seen: &Seen, canary: &Value) -> String {
 
 /// The plan is done: `active = NAME`, `[canary]` removed, one reload, confirmed.
 fn promote(path: &Path, name: &str, file: &str) -> Result<String, CanaryError> {
-    let edit_err = |reason| CanaryError::Edit {
-        file: file.to_owned(),
-        reason,
-    };
+    let edit_err = edit_error(file);
     let original = read(path)?;
-    let edited = without_canary(&original).map_err(edit_err)?;
-    let edited = set_active(&edited, name).map_err(edit_err)?;
+    let edited = without_canary(&original).map_err(&edit_err)?;
+    let edited = set_active(&edited, name).map_err(&edit_err)?;
     let next = config::parse(path, &edited)?;
     let before = report(&next).map_or(0, |r| r.generation);
     let signalled_at = super::running::unix_now();

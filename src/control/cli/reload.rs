@@ -4,11 +4,11 @@
 //! on every systemd version (`Type=notify-reload` needs 253).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
 
-use super::running::{daemon_pid, report, sighup, unix_now, PidError};
+use super::running::{await_generation, daemon_pid, report, sighup, unix_now, PidError, Waited};
 use crate::config::{self, ConfigError};
 
 /// A switching reload may probe the new active upstream first (`health_timeout`).
@@ -37,21 +37,12 @@ pub fn run(path: &Path) -> Result<String, ReloadError> {
     let before = report(&next).ok_or(ReloadError::Unreachable)?;
     let since = unix_now();
     sighup(pid).map_err(|source| ReloadError::Signal { pid, source })?;
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(now) = report(&next) {
-            if now.generation > before.generation {
-                return Ok(format!(
-                    "reloaded {file}: generation {}, active {} (pid {pid})",
-                    now.generation, now.active
-                ));
-            }
-            let refused = now.last_reload.filter(|l| !l.ok && l.at_unix >= since);
-            if let Some(last) = refused {
-                return Err(ReloadError::Refused(last.message));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    match await_generation(&next, before.generation + 1, since, WAIT) {
+        Waited::Done(now) => Ok(format!(
+            "reloaded {file}: generation {}, active {} (pid {pid})",
+            now.generation, now.active
+        )),
+        Waited::Refused(message) => Err(ReloadError::Refused(message)),
+        Waited::Silent(_) => Err(ReloadError::Timeout(before.generation)),
     }
-    Err(ReloadError::Timeout(before.generation))
 }

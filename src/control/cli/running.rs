@@ -112,6 +112,45 @@ pub fn report(cfg: &Config) -> Option<Reported> {
     })
 }
 
+/// How waiting for a reload ended.
+pub enum Waited {
+    /// The daemon reports the generation waited for (or a later one).
+    Done(Reported),
+    /// A reload since the signal was refused or failed: its message.
+    Refused(String),
+    /// Neither, within the wait: the last report, if the daemon answered at all.
+    Silent(Option<Reported>),
+}
+
+/// Waits up to `wait` until the daemon reports `generation` or later, or a failed reload
+/// recorded at or after `since` (unix seconds: when the signal was sent).
+pub fn await_generation(
+    cfg: &Config,
+    generation: u64,
+    since: f64,
+    wait: std::time::Duration,
+) -> Waited {
+    let deadline = std::time::Instant::now() + wait;
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(now) = report(cfg) {
+            if now.generation >= generation {
+                return Waited::Done(now);
+            }
+            let refused = now
+                .last_reload
+                .as_ref()
+                .filter(|l| !l.ok && l.at_unix >= since);
+            if let Some(refused) = refused {
+                return Waited::Refused(refused.message.clone());
+            }
+            last = Some(now);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Waited::Silent(last)
+}
+
 /// The admin `/status` document, when `admin_listen` is configured and answers.
 pub fn status(cfg: &Config) -> Option<serde_json::Value> {
     let admin = cfg.server.admin_listen?;
