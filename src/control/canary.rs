@@ -77,15 +77,19 @@ pub fn start(shared: &Shared, config: &Config) {
             let (key, reason) = memo.split_once('\n')?;
             (key == table_key(canary)).then(|| (canary, reason.trim_end().to_owned()))
         });
-    configure(shared, config);
-    if let Some((canary, reason)) = still {
-        shared.canary.restore_rollback(&reason);
-        remember_rollback(config, canary, &reason);
-        tracing::warn!(
-            "canary {}: still rolled back (before the restart: {reason}); change or remove [canary] to start again",
-            canary.upstream.name
-        );
-    }
+    let Some((canary, reason)) = still else {
+        configure(shared, config);
+        return;
+    };
+    // The remembered rollback stands: the memo stays as it is.
+    shared
+        .canary
+        .configure(config, |name| shared.metrics.figures(name));
+    shared.canary.restore_rollback(&reason);
+    tracing::warn!(
+        "canary {}: still rolled back (before the restart: {reason}); change or remove [canary] to start again",
+        canary.upstream.name
+    );
 }
 
 /// Where a rollback is remembered: beside the pid file.
