@@ -14,4 +14,4 @@ pub use error::ConfigError;
 pub use model::*;
 pub use summary::summary;
 pub use units::{parse_duration, parse_size};
-pub use validate::{load, parse};
+pub use validate::{digest, load, parse};

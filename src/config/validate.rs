@@ -95,7 +95,9 @@ fn find_upstream(
     ))
 }
 
-fn digest(text: &str) -> String {
+/// The first 12 hex digits of the SHA-256 of `text`: short enough to read in a log line,
+/// long enough to tell versions apart.
+pub fn digest(text: &str) -> String {
     let hash = Sha256::digest(text.as_bytes());
     hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

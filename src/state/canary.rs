@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Canary, Config};
+use crate::config::{self, Canary, Config};
 use crate::state::judgement::{judge, Verdict};
 use crate::state::metrics::Figures;
 
@@ -329,8 +329,7 @@ mod tests;
 /// What identifies a `[canary]` plan across restarts: a digest of the values `same_plan`
 /// compares.
 pub fn table_key(canary: &Canary) -> String {
-    use sha2::{Digest, Sha256};
-    let plan = format!(
+    config::digest(&format!(
         "{}|{}|{:?}|{:?}|{}|{:?}|{}",
         canary.upstream.name,
         canary.weight,
@@ -339,7 +338,5 @@ pub fn table_key(canary: &Canary) -> String {
         canary.max_error_ratio,
         canary.max_p99,
         canary.affinity.as_str()
-    );
-    let digest = Sha256::digest(plan.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    ))
 }
